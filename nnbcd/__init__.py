@@ -1,0 +1,12 @@
+"""nnbcd: gradient-free solvers for compressing neural networks.
+
+* :class:`NNBCD` / :func:`solve` -- block coordinate descent training (arXiv 2303.06815) with
+  tensor-train or pruning compression blocks;
+* :mod:`nnbcd.ops.vbmf` -- empirical VBMF rank estimation (arXiv 2408.16289);
+* :mod:`nnbcd.torch` -- the PyTorch bridge (MCNC, VBMF low-rank layers, orthogonal regularisation).
+"""
+from .backend import available_backends, get_backend
+
+__version__ = "0.1.0"
+
+__all__ = ["available_backends", "get_backend", "__version__"]

@@ -1,0 +1,147 @@
+"""The backend interface and its numpy reference implementation.
+
+Every backend exposes the same methods; :class:`~nnbcd.backend.numpy_backend.NumpyBackend` is this class
+as is, the numba and cupy backends override the kernels they make faster.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+import scipy.linalg
+
+from ..ops.relu_prox import relu_prox_numpy
+
+_DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+class BackendUnavailableError(ImportError):
+    """A backend's library or device is missing on this machine."""
+
+
+def check_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
+    """Return ``np.dtype`` for float32/float64, or raise a ``ValueError`` naming ``name``."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt.type not in (np.float32, np.float64):
+        raise ValueError(f"{name}={dtype!r} is not supported; use 'float32' or 'float64'")
+    return dt
+
+
+class Backend:
+    """Array module, SPD linear algebra and fused kernels for one kind of array.
+
+    Attributes
+    ----------
+    name : str
+        Registered name.
+    xp : module
+        The array module (numpy or cupy).
+    """
+
+    name = "numpy"
+    xp: Any = np
+
+    # ---- arrays -------------------------------------------------------------------------------
+    def asarray(self, x: Any, dtype: Any = None, name: str = "x") -> Any:
+        """Move ``x`` to this backend with exactly ``dtype`` (a cast happens only when asked for)."""
+        if dtype is not None:
+            dtype = check_dtype(dtype)
+        if hasattr(x, "__cuda_array_interface__") and self.xp is np:
+            x = x.get()
+        arr = self.xp.asarray(x, dtype=dtype)
+        if arr.dtype.type not in (np.float32, np.float64):
+            raise TypeError(f"{name} has dtype {arr.dtype}; pass dtype='float32' or 'float64'")
+        return self.xp.ascontiguousarray(arr)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        """Return ``x`` as a numpy array on the host."""
+        if hasattr(x, "get") and not isinstance(x, np.ndarray):
+            return x.get()
+        return np.asarray(x)
+
+    def empty(self, shape: Any, dtype: Any) -> Any:
+        return self.xp.empty(shape, dtype=dtype)
+
+    def zeros(self, shape: Any, dtype: Any) -> Any:
+        return self.xp.zeros(shape, dtype=dtype)
+
+    def isfinite_all(self, x: Any) -> bool:
+        return bool(self.xp.isfinite(x).all())
+
+    # ---- linear algebra ----------------------------------------------------------------------
+    def gram(self, a: Any, out: Optional[Any] = None) -> Any:
+        """:math:`A A^T` (symmetric; BLAS syrk on the CPU)."""
+        return self.xp.matmul(a, a.T, out=out)
+
+    def cho_factor(self, a: Any, overwrite_a: bool = False) -> Any:
+        """Cholesky factor of an SPD matrix, for :meth:`cho_solve`. Never forms an inverse."""
+        return scipy.linalg.cho_factor(a, lower=False, overwrite_a=overwrite_a, check_finite=False)
+
+    def cho_solve(self, factor: Any, b: Any, overwrite_b: bool = False) -> Any:
+        """Solve :math:`A X = B` with the factor of :math:`A` from :meth:`cho_factor`."""
+        return scipy.linalg.cho_solve(factor, b, overwrite_b=overwrite_b, check_finite=False)
+
+    def solve_spd(self, a: Any, b: Any) -> Any:
+        """Solve :math:`A X = B` for SPD :math:`A` by Cholesky (``a`` is overwritten)."""
+        return self.cho_solve(self.cho_factor(a, overwrite_a=True), b, overwrite_b=True)
+
+    def svd(self, a: Any) -> tuple:
+        """Thin SVD ``(U, s, Vt)`` (LAPACK gesdd)."""
+        return scipy.linalg.svd(a, full_matrices=False, check_finite=False, lapack_driver="gesdd")
+
+    def svdvals(self, a: Any) -> Any:
+        """Singular values only (no vectors are computed)."""
+        return scipy.linalg.svdvals(a, check_finite=False)
+
+    def eigh(self, a: Any) -> tuple:
+        """Eigen-decomposition of a symmetric matrix ``(w, V)``, ascending ``w``."""
+        return scipy.linalg.eigh(a, check_finite=False)
+
+    def add_diag(self, a: Any, value: float) -> Any:
+        """``a += value * I`` in place (square ``a``)."""
+        n = a.shape[0]
+        a.reshape(-1)[:: n + 1] += value
+        return a
+
+    # ---- fused kernels -----------------------------------------------------------------------
+    def relu(self, x: Any, out: Optional[Any] = None) -> Any:
+        return self.xp.maximum(x, 0, out=out)
+
+    def relu_prox_update(
+        self, p: Any, u: Any, v: Any, b: Optional[Any], rho: float, alpha: float, gamma: float
+    ) -> Any:
+        r"""Exact U-block update, in place on ``u``.
+
+        With :math:`a = (\rho(P + b1^T) + \alpha U^k)/(\rho+\alpha)` and :math:`\beta=(\rho+\alpha)/\gamma`,
+        every entry becomes the ReLU prox of :func:`nnbcd.ops.relu_prox.relu_prox_scalar`.
+        ``p`` is :math:`W_i V_{i-1}` and may be overwritten.
+        """
+        xp = self.xp
+        if b is not None:
+            p += b[:, None]
+        a = (rho * p + alpha * u) / (rho + alpha)
+        u[...] = relu_prox_numpy(v, a, xp.asarray((rho + alpha) / gamma, dtype=u.dtype))
+        return u
+
+    def relu_gap_sq(self, v: Any, u: Any) -> float:
+        r""":math:`\|V - \sigma(U)\|^2`."""
+        d = v - self.xp.maximum(u, 0)
+        return float((d * d).sum())
+
+    def lin_gap_sq(self, u: Any, p: Any, b: Optional[Any]) -> float:
+        r""":math:`\|U - P - b1^T\|^2` with ``p`` :math:`= WV`."""
+        d = u - p
+        if b is not None:
+            d -= b[:, None]
+        return float((d * d).sum())
+
+    def sq_dist(self, x: Any, y: Any) -> float:
+        r""":math:`\|X - Y\|^2`."""
+        d = x - y
+        return float((d * d).sum())
+
+    def __repr__(self) -> str:
+        return f"<nnbcd backend {self.name!r}>"

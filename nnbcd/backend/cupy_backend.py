@@ -1,0 +1,57 @@
+"""The CuPy backend: everything stays on the GPU (cuBLAS, cuSOLVER, numba-cuda kernels)."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from ._base import Backend, BackendUnavailableError
+
+try:
+    import cupy
+    import cupyx.scipy.linalg as cpx_linalg
+except ImportError as exc:
+    raise BackendUnavailableError(
+        "backend='cupy' needs CuPy and a CUDA GPU: pip install 'nnbcd[gpu]'"
+    ) from exc
+
+try:
+    if cupy.cuda.runtime.getDeviceCount() < 1:
+        raise BackendUnavailableError("backend='cupy': CuPy is installed but no CUDA device was found")
+except cupy.cuda.runtime.CUDARuntimeError as exc:
+    raise BackendUnavailableError(f"backend='cupy': no usable CUDA device ({exc})") from exc
+
+
+class CupyBackend(Backend):
+    """CuPy arrays; Cholesky by cuSOLVER, triangular solves by cuBLAS, fused kernels by numba-cuda."""
+
+    name = "cupy"
+    xp = cupy
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        return cupy.asnumpy(x)
+
+    def cho_factor(self, a: Any, overwrite_a: bool = False) -> Any:
+        return cupy.linalg.cholesky(a)  # lower factor L, A = L L^T
+
+    def cho_solve(self, factor: Any, b: Any, overwrite_b: bool = False) -> Any:
+        y = cpx_linalg.solve_triangular(factor, b, lower=True, overwrite_b=overwrite_b)
+        return cpx_linalg.solve_triangular(factor, y, lower=True, trans="T", overwrite_b=True)
+
+    def svd(self, a: Any) -> tuple:
+        return cupy.linalg.svd(a, full_matrices=False)
+
+    def svdvals(self, a: Any) -> Any:
+        return cupy.linalg.svd(a, compute_uv=False)
+
+    def eigh(self, a: Any) -> tuple:
+        return cupy.linalg.eigh(a)
+
+    def relu_prox_update(
+        self, p: Any, u: Any, v: Any, b: Optional[Any], rho: float, alpha: float, gamma: float
+    ) -> Any:
+        from . import cuda_kernels
+
+        return cuda_kernels.relu_prox_update(
+            p, u, v, b, rho, alpha, gamma, cupy.zeros(1, dtype=u.dtype)
+        )
