@@ -9,6 +9,8 @@ from typing import Any, Optional
 
 import numpy as np
 import scipy.linalg
+from scipy.linalg.blas import get_blas_funcs
+from scipy.linalg.lapack import get_lapack_funcs
 
 from ..ops.relu_prox import relu_prox_numpy
 
@@ -71,22 +73,53 @@ class Backend:
     def isfinite_all(self, x: Any) -> bool:
         return bool(self.xp.isfinite(x).all())
 
+    def synchronize(self) -> None:
+        """Wait for queued device work (a no-op on the CPU); used only around timers."""
+
     # ---- linear algebra ----------------------------------------------------------------------
     def gram(self, a: Any, out: Optional[Any] = None) -> Any:
         """:math:`A A^T` (symmetric; BLAS syrk on the CPU)."""
         return self.xp.matmul(a, a.T, out=out)
 
     def cho_factor(self, a: Any, overwrite_a: bool = False) -> Any:
-        """Cholesky factor of an SPD matrix, for :meth:`cho_solve`. Never forms an inverse."""
-        return scipy.linalg.cho_factor(a, lower=False, overwrite_a=overwrite_a, check_finite=False)
+        """Upper Cholesky factor :math:`R` of an SPD matrix, :math:`A = R^T R`. Never forms an inverse.
+
+        ``a`` is read as symmetric; its transpose (a Fortran-ordered view of the same matrix) goes to
+        LAPACK ``potrf`` so no layout copy is made.
+        """
+        potrf = get_lapack_funcs("potrf", (a,))
+        r, info = potrf(a.T, lower=0, overwrite_a=overwrite_a, clean=1)
+        if info > 0:
+            raise np.linalg.LinAlgError(
+                f"matrix is not positive definite (leading minor {info}); "
+                "check for non-finite data or a zero alpha/gamma"
+            )
+        return r
 
     def cho_solve(self, factor: Any, b: Any, overwrite_b: bool = False) -> Any:
-        """Solve :math:`A X = B` with the factor of :math:`A` from :meth:`cho_factor`."""
-        return scipy.linalg.cho_solve(factor, b, overwrite_b=overwrite_b, check_finite=False)
+        r"""Solve :math:`A X = B` with :math:`A=R^TR`, by two triangular solves (in place if allowed).
 
-    def solve_spd(self, a: Any, b: Any) -> Any:
-        """Solve :math:`A X = B` for SPD :math:`A` by Cholesky (``a`` is overwritten)."""
-        return self.cho_solve(self.cho_factor(a, overwrite_a=True), b, overwrite_b=True)
+        ``B`` is C-ordered, so :math:`B^T` is Fortran-ordered and the solve runs as
+        :math:`X^T = B^T R^{-1} R^{-T}` (BLAS ``trsm`` from the right) with no layout copy.
+        """
+        if b.ndim == 1:
+            return self.cho_solve(factor, b[:, None], overwrite_b)[:, 0]
+        trsm = get_blas_funcs("trsm", (factor, b))
+        y = b.T if overwrite_b else b.T.copy(order="F")
+        y = trsm(1.0, factor, y, side=1, lower=0, trans_a=0, overwrite_b=1)
+        y = trsm(1.0, factor, y, side=1, lower=0, trans_a=1, overwrite_b=1)
+        return y.T
+
+    def cho_solve_right(self, factor: Any, b: Any, overwrite_b: bool = False) -> Any:
+        r"""Solve :math:`X A = B` (i.e. :math:`X = B A^{-1}`) with :math:`A=R^TR`.
+
+        :math:`X^T = R^{-1} R^{-T} B^T` with :math:`B^T` Fortran-ordered: BLAS ``trsm`` from the left.
+        """
+        trsm = get_blas_funcs("trsm", (factor, b))
+        y = b.T if overwrite_b else b.T.copy(order="F")
+        y = trsm(1.0, factor, y, side=0, lower=0, trans_a=1, overwrite_b=1)
+        y = trsm(1.0, factor, y, side=0, lower=0, trans_a=0, overwrite_b=1)
+        return y.T
 
     def svd(self, a: Any) -> tuple:
         """Thin SVD ``(U, s, Vt)`` (LAPACK gesdd)."""
@@ -102,8 +135,8 @@ class Backend:
 
     def add_diag(self, a: Any, value: float) -> Any:
         """``a += value * I`` in place (square ``a``)."""
-        n = a.shape[0]
-        a.reshape(-1)[:: n + 1] += value
+        idx = self.xp.arange(a.shape[0])
+        a[idx, idx] += value  # fancy indexing also works on non-contiguous sub-blocks
         return a
 
     # ---- fused kernels -----------------------------------------------------------------------

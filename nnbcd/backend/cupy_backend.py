@@ -31,12 +31,19 @@ class CupyBackend(Backend):
     def to_numpy(self, x: Any) -> np.ndarray:
         return cupy.asnumpy(x)
 
+    def synchronize(self) -> None:
+        cupy.cuda.get_current_stream().synchronize()
+
     def cho_factor(self, a: Any, overwrite_a: bool = False) -> Any:
-        return cupy.linalg.cholesky(a)  # lower factor L, A = L L^T
+        # cuSOLVER potrf; the lower factor L (A = L L^T) plays the role of R^T on the CPU
+        return cupy.linalg.cholesky(a)
 
     def cho_solve(self, factor: Any, b: Any, overwrite_b: bool = False) -> Any:
         y = cpx_linalg.solve_triangular(factor, b, lower=True, overwrite_b=overwrite_b)
         return cpx_linalg.solve_triangular(factor, y, lower=True, trans="T", overwrite_b=True)
+
+    def cho_solve_right(self, factor: Any, b: Any, overwrite_b: bool = False) -> Any:
+        return self.cho_solve(factor, b.T).T
 
     def svd(self, a: Any) -> tuple:
         return cupy.linalg.svd(a, full_matrices=False)
