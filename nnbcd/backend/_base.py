@@ -32,6 +32,19 @@ def check_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
     return dt
 
 
+def _fortran_operand(x: Any) -> tuple:
+    """``(F-contiguous array, trans flag)`` such that op(array) = :math:`X^T`, without copying when possible."""
+    if x.T.flags.f_contiguous:
+        return x.T, 0
+    if x.flags.f_contiguous:
+        return x, 1
+    return np.asfortranarray(x.T), 0
+
+
+def _same_buffer(a: Any, b: Any) -> bool:
+    return a.__array_interface__["data"][0] == b.__array_interface__["data"][0] and a.strides == b.strides
+
+
 class Backend:
     """Array module, SPD linear algebra and fused kernels for one kind of array.
 
@@ -77,9 +90,37 @@ class Backend:
         """Wait for queued device work (a no-op on the CPU); used only around timers."""
 
     # ---- linear algebra ----------------------------------------------------------------------
-    def gram(self, a: Any, out: Optional[Any] = None) -> Any:
-        """:math:`A A^T` (symmetric; BLAS syrk on the CPU)."""
-        return self.xp.matmul(a, a.T, out=out)
+    def matmul(self, a: Any, b: Any, out: Optional[Any] = None) -> Any:
+        """:math:`AB` by the BLAS ``gemm`` of scipy's library, written into ``out`` when given.
+
+        All level-3 work (gemm, syrk, potrf, trsm) goes through one BLAS library: numpy and scipy
+        ship separate OpenBLAS builds whose thread pools otherwise fight for the cores after each call.
+        """
+        if a.ndim != 2 or b.ndim != 2 or a.dtype != b.dtype:
+            return self.xp.matmul(a, b, out=out)
+        gemm = get_blas_funcs("gemm", (a, b))
+        # C = AB is computed as C^T = B^T A^T on Fortran-ordered views: no layout copies
+        pb, tb = _fortran_operand(b)
+        pa, ta = _fortran_operand(a)
+        if out is None:
+            return gemm(1.0, pb, pa, trans_a=tb, trans_b=ta).T
+        res = gemm(1.0, pb, pa, trans_a=tb, trans_b=ta, beta=0.0, c=out.T, overwrite_c=1)
+        if not _same_buffer(res.T, out):
+            out[...] = res.T
+        return out
+
+    def gram(self, a: Any) -> Any:
+        """:math:`A A^T` (full symmetric) by BLAS ``syrk``: half the FLOPs of a GEMM."""
+        syrk = get_blas_funcs("syrk", (a,))
+        if a.flags.c_contiguous:
+            c = syrk(1.0, a.T, trans=1, lower=0)
+        else:
+            c = syrk(1.0, np.asfortranarray(a), trans=0, lower=0)
+        # upper triangle of the Fortran result = lower triangle of its C-ordered transpose
+        full = c + c.T
+        idx = np.arange(full.shape[0])
+        full[idx, idx] = c[idx, idx]
+        return full
 
     def cho_factor(self, a: Any, overwrite_a: bool = False) -> Any:
         """Upper Cholesky factor :math:`R` of an SPD matrix, :math:`A = R^T R`. Never forms an inverse.

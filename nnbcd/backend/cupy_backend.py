@@ -45,6 +45,12 @@ class CupyBackend(Backend):
     def cho_solve_right(self, factor: Any, b: Any, overwrite_b: bool = False) -> Any:
         return self.cho_solve(factor, b.T).T
 
+    def matmul(self, a: Any, b: Any, out: Optional[Any] = None) -> Any:
+        return cupy.matmul(a, b, out=out)
+
+    def gram(self, a: Any) -> Any:
+        return a @ a.T
+
     def svd(self, a: Any) -> tuple:
         return cupy.linalg.svd(a, full_matrices=False)
 

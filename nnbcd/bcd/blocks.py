@@ -57,7 +57,7 @@ def update_output_v(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Workspace,
 
 def update_output_u(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Workspace, track: bool) -> float:
     r""":math:`U_L \leftarrow (\gamma V_L + \rho(W_L V_{L-1} + b_L 1^T))/(\gamma+\rho)`."""
-    p = be.xp.matmul(st.W[i], st.v_in(i), out=ws.prod[i])
+    p = be.matmul(st.W[i], st.v_in(i), out=ws.prod[i])
     if st.b[i] is not None:
         p += st.b[i][:, None]
     new = (hp.gamma * st.V[i] + hp.rho * p) / (hp.gamma + hp.rho)
@@ -72,7 +72,7 @@ def update_hidden_u(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Workspace,
     :math:`a = (\rho(W_i^k V_{i-1} + b_i 1^T) + \alpha U_i^k)/(\rho+\alpha)`,
     :math:`\beta = (\rho+\alpha)/\gamma`, :math:`u^* = \arg\min_u \frac12(v-\sigma(u))^2 + \frac\beta2(u-a)^2`.
     """
-    p = be.xp.matmul(st.W[i], st.v_in(i), out=ws.prod[i])
+    p = be.matmul(st.W[i], st.v_in(i), out=ws.prod[i])
     old = st.U[i].copy() if track else None
     be.relu_prox_update(p, st.U[i], st.V[i], st.b[i], hp.rho, hp.alpha, hp.gamma)
     return be.sq_dist(st.U[i], old) if track else 0.0
@@ -94,9 +94,9 @@ def update_hidden_v(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Workspace,
         form = "woodbury" if 2 * d_in * d_out + d_out * d_out < d_in * d_in else "direct"
     r = be.relu(st.U[i], out=ws.spare[i])
     if form == "direct":
-        a = w.T @ w
+        a = be.gram(w.T)
         be.add_diag(a, hp.gamma / hp.rho)
-        rhs = xp.matmul(w.T, st.U[i + 1], out=ws.prod[i])
+        rhs = be.matmul(w.T, st.U[i + 1], out=ws.prod[i])
         if b is not None:
             rhs -= (w.T @ b)[:, None]
         r *= hp.gamma / hp.rho
@@ -104,14 +104,14 @@ def update_hidden_v(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Workspace,
         new = be.cho_solve(be.cho_factor(a, overwrite_a=True), rhs, overwrite_b=True)
         st.V[i], ws.prod[i], old = new, st.V[i], st.V[i]
     else:
-        a = hp.rho * (w @ w.T)
+        a = hp.rho * be.gram(w)
         be.add_diag(a, hp.gamma)
-        resid = xp.matmul(w, r, out=ws.prod[i + 1])
+        resid = be.matmul(w, r, out=ws.prod[i + 1])
         xp.subtract(st.U[i + 1], resid, out=resid)
         if b is not None:
             resid -= b[:, None]
         z = be.cho_solve(be.cho_factor(a, overwrite_a=True), resid, overwrite_b=True)
-        corr = xp.matmul(w.T, z, out=ws.prod[i])
+        corr = be.matmul(w.T, z, out=ws.prod[i])
         corr *= hp.rho
         r += corr
         st.V[i], ws.spare[i], old = r, st.V[i], st.V[i]
@@ -168,7 +168,7 @@ def update_weight(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Workspace, t
             if i == 0
             else make_system()
         )
-        rhs = xp.matmul(u, v.T)
+        rhs = be.matmul(u, v.T)
         rhs *= rho
         rhs += target
         if has_b:
@@ -201,15 +201,15 @@ def _weight_woodbury(xp: Any, be: Backend, u: Any, v: Any, target: Any, b_old: O
     if b_old is None:
         xbar = target / c
         vd = v / c
-        a = rho * (v.T @ vd)
+        a = rho * be.matmul(v.T, vd)
     else:
         xbar = xp.concatenate([target / c, b_old[:, None]], axis=1)
         ones = xp.ones((1, n), dtype=v.dtype)
         vt = xp.concatenate([v, ones], axis=0)
         vd = xp.concatenate([v / c, ones / alpha_b], axis=0)
-        a = rho * (vt.T @ vd)
+        a = rho * be.matmul(vt.T, vd)
         v = vt
     be.add_diag(a, 1.0)
-    resid = u - xbar @ v
+    resid = u - be.matmul(xbar, v)
     z = be.cho_solve_right(be.cho_factor(a, overwrite_a=True), resid, overwrite_b=True)
-    return xbar + rho * (z @ vd.T)
+    return xbar + rho * be.matmul(z, vd.T)

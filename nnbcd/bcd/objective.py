@@ -27,7 +27,7 @@ def objective_terms(st: BCDState, hp: Hyper, be: Backend, work: List[Any]) -> Di
     for i in range(L):
         if i < L - 1:
             terms[f"relu_{i + 1}"] = k * 0.5 * hp.gamma * be.relu_gap_sq(st.V[i], st.U[i])
-        p = be.xp.matmul(st.W[i], st.v_in(i), out=work[i])
+        p = be.matmul(st.W[i], st.v_in(i), out=work[i])
         terms[f"lin_{i + 1}"] = k * 0.5 * hp.rho * be.lin_gap_sq(st.U[i], p, st.b[i])
     for i, tau in st.tau.items():
         terms[f"comp_{i + 1}"] = 0.5 * tau * be.sq_dist(st.W[i], st.Wt[i].dense)
@@ -42,7 +42,7 @@ def forward(st_weights: List[Any], biases: List[Optional[Any]], x: Any, be: Back
     h = x
     L = len(st_weights)
     for i, (w, b) in enumerate(zip(st_weights, biases)):
-        h = w @ h
+        h = be.matmul(w, h)
         if b is not None:
             h += b[:, None]
         if i < L - 1:

@@ -233,7 +233,7 @@ class NNBCD:
         U, V = [], []
         h = X
         for i in range(L):
-            u = W[i] @ h
+            u = be.matmul(W[i], h)
             U.append(u)
             h = be.relu(u) if i < L - 1 else u.copy()
             V.append(h)
@@ -275,7 +275,14 @@ class NNBCD:
             for k in range(1, max_iter + 1):
                 monitored = k % every == 0 or k == max_iter
                 t0 = time.perf_counter()
-                rec: Dict[str, float] = dict(sweep(st, hp, be, ws, track=monitored))
+                try:
+                    with np.errstate(over="ignore", invalid="ignore"):
+                        rec: Dict[str, float] = dict(sweep(st, hp, be, ws, track=monitored))
+                except np.linalg.LinAlgError:
+                    # a system lost positive definiteness: only non-finite data gets here (all are SPD)
+                    status, nit = 2, k
+                    _restore(st, last_good)
+                    break
                 rec["time"] = time.perf_counter() - t0
                 total += rec["time"]
                 nit = k
