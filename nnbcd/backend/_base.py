@@ -41,6 +41,20 @@ def _fortran_operand(x: Any) -> tuple:
     return np.asfortranarray(x.T), 0
 
 
+def _generic_matmul(xp: Any, a: Any, b: Any, out: Optional[Any], alpha: float, beta: float) -> Any:
+    prod = xp.matmul(a, b)
+    if alpha != 1.0:
+        prod *= alpha
+    if out is None:
+        return prod
+    if beta == 0.0:
+        out[...] = prod
+    else:
+        out *= beta
+        out += prod
+    return out
+
+
 def _same_buffer(a: Any, b: Any) -> bool:
     return a.__array_interface__["data"][0] == b.__array_interface__["data"][0] and a.strides == b.strides
 
@@ -90,21 +104,22 @@ class Backend:
         """Wait for queued device work (a no-op on the CPU); used only around timers."""
 
     # ---- linear algebra ----------------------------------------------------------------------
-    def matmul(self, a: Any, b: Any, out: Optional[Any] = None) -> Any:
-        """:math:`AB` by the BLAS ``gemm`` of scipy's library, written into ``out`` when given.
+    def matmul(self, a: Any, b: Any, out: Optional[Any] = None, alpha: float = 1.0, beta: float = 0.0) -> Any:
+        r""":math:`\text{out} \leftarrow \alpha AB + \beta\,\text{out}` by the BLAS ``gemm`` of scipy's
+        library (``beta`` needs ``out``).
 
         All level-3 work (gemm, syrk, potrf, trsm) goes through one BLAS library: numpy and scipy
         ship separate OpenBLAS builds whose thread pools otherwise fight for the cores after each call.
         """
         if a.ndim != 2 or b.ndim != 2 or a.dtype != b.dtype:
-            return self.xp.matmul(a, b, out=out)
+            return _generic_matmul(self.xp, a, b, out, alpha, beta)
         gemm = get_blas_funcs("gemm", (a, b))
         # C = AB is computed as C^T = B^T A^T on Fortran-ordered views: no layout copies
         pb, tb = _fortran_operand(b)
         pa, ta = _fortran_operand(a)
         if out is None:
-            return gemm(1.0, pb, pa, trans_a=tb, trans_b=ta).T
-        res = gemm(1.0, pb, pa, trans_a=tb, trans_b=ta, beta=0.0, c=out.T, overwrite_c=1)
+            return gemm(alpha, pb, pa, trans_a=tb, trans_b=ta).T
+        res = gemm(alpha, pb, pa, trans_a=tb, trans_b=ta, beta=beta, c=out.T, overwrite_c=1)
         if not _same_buffer(res.T, out):
             out[...] = res.T
         return out
@@ -199,6 +214,11 @@ class Backend:
         a = (rho * p + alpha * u) / (rho + alpha)
         u[...] = relu_prox_numpy(v, a, xp.asarray((rho + alpha) / gamma, dtype=u.dtype))
         return u
+
+    def add_scaled_relu(self, y: Any, x: Any, c: float) -> Any:
+        r""":math:`Y \leftarrow Y + c\,\sigma(X)` in place."""
+        y += c * self.xp.maximum(x, 0)
+        return y
 
     def relu_gap_sq(self, v: Any, u: Any) -> float:
         r""":math:`\|V - \sigma(U)\|^2`."""

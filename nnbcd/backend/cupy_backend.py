@@ -5,7 +5,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ._base import Backend, BackendUnavailableError
+from ._base import Backend, BackendUnavailableError, _generic_matmul
 
 try:
     import cupy
@@ -45,8 +45,8 @@ class CupyBackend(Backend):
     def cho_solve_right(self, factor: Any, b: Any, overwrite_b: bool = False) -> Any:
         return self.cho_solve(factor, b.T).T
 
-    def matmul(self, a: Any, b: Any, out: Optional[Any] = None) -> Any:
-        return cupy.matmul(a, b, out=out)
+    def matmul(self, a: Any, b: Any, out: Optional[Any] = None, alpha: float = 1.0, beta: float = 0.0) -> Any:
+        return _generic_matmul(cupy, a, b, out, alpha, beta)
 
     def gram(self, a: Any) -> Any:
         return a @ a.T

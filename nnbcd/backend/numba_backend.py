@@ -61,6 +61,16 @@ def _lin_gap_sq(u, p, b, has_b):  # pragma: no cover - compiled
 
 
 @njit(parallel=True, fastmath=False, cache=True)
+def _add_scaled_relu(y, x, c):  # pragma: no cover - compiled
+    n_rows, n_cols = y.shape
+    for i in prange(n_rows):
+        for j in range(n_cols):
+            xv = x[i, j]
+            if xv > 0:
+                y[i, j] += c * xv
+
+
+@njit(parallel=True, fastmath=False, cache=True)
 def _relu_inplace(x):  # pragma: no cover - compiled
     flat = x.reshape(-1)
     for i in prange(flat.size):
@@ -94,6 +104,12 @@ class NumbaBackend(Backend):
         else:
             np.maximum(out, 0, out=out)
         return out
+
+    def add_scaled_relu(self, y: Any, x: Any, c: float) -> Any:
+        if y.ndim == 2 and y.shape == x.shape:
+            _add_scaled_relu(y, x, y.dtype.type(c))
+            return y
+        return super().add_scaled_relu(y, x, c)
 
     def relu_gap_sq(self, v: Any, u: Any) -> float:
         return float(_relu_gap_sq(v, u))

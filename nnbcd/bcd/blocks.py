@@ -92,18 +92,17 @@ def update_hidden_v(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Workspace,
     if form == "auto":
         # FLOPs: direct 2 d_in d_out N + 2 d_in^2 N; Woodbury 4 d_in d_out N + 2 d_out^2 N
         form = "woodbury" if 2 * d_in * d_out + d_out * d_out < d_in * d_in else "direct"
-    r = be.relu(st.U[i], out=ws.spare[i])
     if form == "direct":
         a = be.gram(w.T)
         be.add_diag(a, hp.gamma / hp.rho)
         rhs = be.matmul(w.T, st.U[i + 1], out=ws.prod[i])
         if b is not None:
             rhs -= (w.T @ b)[:, None]
-        r *= hp.gamma / hp.rho
-        rhs += r
+        be.add_scaled_relu(rhs, st.U[i], hp.gamma / hp.rho)
         new = be.cho_solve(be.cho_factor(a, overwrite_a=True), rhs, overwrite_b=True)
         st.V[i], ws.prod[i], old = new, st.V[i], st.V[i]
     else:
+        r = be.relu(st.U[i], out=ws.spare[i])
         a = hp.rho * be.gram(w)
         be.add_diag(a, hp.gamma)
         resid = be.matmul(w, r, out=ws.prod[i + 1])
@@ -111,9 +110,7 @@ def update_hidden_v(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Workspace,
         if b is not None:
             resid -= b[:, None]
         z = be.cho_solve(be.cho_factor(a, overwrite_a=True), resid, overwrite_b=True)
-        corr = be.matmul(w.T, z, out=ws.prod[i])
-        corr *= hp.rho
-        r += corr
+        be.matmul(w.T, z, out=r, alpha=hp.rho, beta=1.0)
         st.V[i], ws.spare[i], old = r, st.V[i], st.V[i]
     return be.sq_dist(st.V[i], old) if track else 0.0
 
