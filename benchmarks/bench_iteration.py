@@ -43,9 +43,10 @@ def sweep_flops(widths, n, cached_first=True):
         total += gram + 2 * d_out * d_in * n + 2 * d_in * d_in * d_out  # W block
         if i < L - 1:  # V_i with W_{i+1} (d_next × d_out)
             d_next = widths[i + 2]
-            if 2 * d_out * d_next + d_next * d_next < d_out * d_out:
-                total += d_next ** 2 * d_out + 4 * d_next * d_out * n + d_next ** 3 / 3 + 2 * d_next ** 2 * n
-            else:
+            if 2 * d_next < 3 * d_out:  # push-through: M by a min(d, d')-sized solve, then 2 GEMMs
+                small, big = min(d_out, d_next), max(d_out, d_next)
+                total += small ** 2 * big + small ** 3 / 3 + 2 * small ** 2 * big + 4 * d_next * d_out * n
+            else:  # direct: Gram, Cholesky, W^T U, two triangular solves with N right-hand sides
                 total += d_out ** 2 * d_next + 2 * d_out * d_next * n + d_out ** 3 / 3 + 2 * d_out ** 2 * n
     return total
 
@@ -73,17 +74,17 @@ def naive_sweep(st, hp):
     st.V[-1] = (st.Y + hp.gamma * st.U[-1] + hp.alpha * st.V[-1]) / (1 + hp.gamma + hp.alpha)
     st.U[-1] = (hp.gamma * st.V[-1] + hp.rho * (st.W[-1] @ st.V[-2])) / (hp.gamma + hp.rho)
     v = st.V[-2]
-    st.W[-1] = (hp.alpha * st.W[-1] + hp.rho * st.U[-1] @ v.T) @ inv(hp.alpha * np.eye(v.shape[0]) + hp.rho * v @ v.T)
+    st.W[-1] = (hp.alpha * st.W[-1] + hp.rho * st.U[-1] @ v.T) @ inv(hp.alpha * np.eye(v.shape[0], dtype=v.dtype) + hp.rho * v @ v.T)
     for i in range(L - 2, -1, -1):
         w = st.W[i + 1]
         d = w.shape[1]
-        st.V[i] = inv(hp.gamma * np.eye(d) + hp.rho * w.T @ w) @ (
+        st.V[i] = inv(hp.gamma * np.eye(d, dtype=w.dtype) + hp.rho * w.T @ w) @ (
             hp.rho * w.T @ st.U[i + 1] + hp.gamma * np.maximum(st.U[i], 0))
         vin = st.v_in(i)
         a = (hp.rho * (st.W[i] @ vin) + hp.alpha * st.U[i]) / (hp.rho + hp.alpha)
         st.U[i] = relu_prox_numpy(st.V[i], a, (hp.rho + hp.alpha) / hp.gamma)
         st.W[i] = (hp.alpha * st.W[i] + hp.rho * st.U[i] @ vin.T) @ inv(
-            hp.alpha * np.eye(vin.shape[0]) + hp.rho * vin @ vin.T)
+            hp.alpha * np.eye(vin.shape[0], dtype=vin.dtype) + hp.rho * vin @ vin.T)
 
 
 def _state(backend, dtype, n):

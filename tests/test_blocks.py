@@ -70,8 +70,9 @@ def test_output_u_zero_gradient(rng, bias):
 
 @pytest.mark.parametrize("form", ["direct", "woodbury"])
 @pytest.mark.parametrize("bias", [False, True])
-def test_hidden_v_matches_lstsq(rng, form, bias):
-    st = _state(rng, bias=bias)
+@pytest.mark.parametrize("widths", [(5, 7, 4, 3), (5, 3, 8, 2), (4, 6, 6, 2)])
+def test_hidden_v_matches_lstsq(rng, form, bias, widths):
+    st = _state(rng, widths=widths, bias=bias)
     i = 0
     r = np.maximum(st.U[i], 0)
     ubar = st.U[i + 1] - (0 if not bias else st.b[i + 1][:, None])

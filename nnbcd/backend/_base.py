@@ -126,16 +126,25 @@ class Backend:
 
     def gram(self, a: Any) -> Any:
         """:math:`A A^T` (full symmetric) by BLAS ``syrk``: half the FLOPs of a GEMM."""
-        syrk = get_blas_funcs("syrk", (a,))
-        if a.flags.c_contiguous:
-            c = syrk(1.0, a.T, trans=1, lower=0)
-        else:
-            c = syrk(1.0, np.asfortranarray(a), trans=0, lower=0)
-        # upper triangle of the Fortran result = lower triangle of its C-ordered transpose
-        full = c + c.T
+        c = self._syrk_upper(a, 1.0)
+        full = c + c.T  # c holds the upper triangle (Fortran order) and zeros below
         idx = np.arange(full.shape[0])
         full[idx, idx] = c[idx, idx]
         return full
+
+    def cho_factor_gram(self, a: Any, scale: float, shift: float) -> Any:
+        r"""Cholesky factor of :math:`\text{shift}\,I + \text{scale}\,AA^T` straight from ``syrk``'s
+        upper triangle: no symmetric copy is ever formed."""
+        c = self._syrk_upper(a, scale)
+        idx = np.arange(c.shape[0])
+        c[idx, idx] += shift
+        return self.cho_factor(c.T, overwrite_a=True)
+
+    def _syrk_upper(self, a: Any, scale: float) -> Any:
+        syrk = get_blas_funcs("syrk", (a,))
+        if a.flags.c_contiguous:
+            return syrk(scale, a.T, trans=1, lower=0)
+        return syrk(scale, np.asfortranarray(a), trans=0, lower=0)
 
     def cho_factor(self, a: Any, overwrite_a: bool = False) -> Any:
         """Upper Cholesky factor :math:`R` of an SPD matrix, :math:`A = R^T R`. Never forms an inverse.

@@ -51,6 +51,11 @@ class CupyBackend(Backend):
     def gram(self, a: Any) -> Any:
         return a @ a.T
 
+    def cho_factor_gram(self, a: Any, scale: float, shift: float) -> Any:
+        g = self.gram(a)
+        g *= scale
+        return self.cho_factor(self.add_diag(g, shift))
+
     def svd(self, a: Any) -> tuple:
         return cupy.linalg.svd(a, full_matrices=False)
 
