@@ -72,6 +72,8 @@ def test_backend_parity(digits, dtype, rtol):
     res = {}
     for name in nnbcd.available_backends():
         m = _model(backend=name, dtype=dtype, bias=True).fit(X, y, max_iter=5)
+        arrays = m.state_.W + m.state_.U + m.state_.V + [b for b in m.state_.b]
+        assert {a.dtype for a in arrays} == {np.dtype(dtype)}  # no silent casts anywhere in the state
         res[name] = m.weights_
     ref = res.pop("numpy")
     for name, ws in res.items():

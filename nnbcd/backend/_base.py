@@ -217,11 +217,10 @@ class Backend:
         every entry becomes the ReLU prox of :func:`nnbcd.ops.relu_prox.relu_prox_scalar`.
         ``p`` is :math:`W_i V_{i-1}` and may be overwritten.
         """
-        xp = self.xp
         if b is not None:
             p += b[:, None]
         a = (rho * p + alpha * u) / (rho + alpha)
-        u[...] = relu_prox_numpy(v, a, xp.asarray((rho + alpha) / gamma, dtype=u.dtype))
+        u[...] = relu_prox_numpy(v, a, (rho + alpha) / gamma)
         return u
 
     def add_scaled_relu(self, y: Any, x: Any, c: float) -> Any:

@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 from numba import cuda
 
-from ..ops.relu_prox import relu_prox_scalar
+from ..ops.relu_prox import relu_prox_constants, relu_prox_scalar
 
 _prox = cuda.jit(device=True)(relu_prox_scalar)
 
@@ -18,12 +18,12 @@ _THREADS = 256
 
 
 @cuda.jit
-def _relu_prox_update_kernel(p, u, v, b, has_b, rho, alpha, beta):  # pragma: no cover - device code
+def _relu_prox_update_kernel(p, u, v, b, has_b, rho, alpha, inv, beta, c, inv_1pb):  # pragma: no cover
     i, j = cuda.grid(2)
     if i < u.shape[0] and j < u.shape[1]:
-        bi = b[i] if has_b else 0.0
-        a = (rho * (p[i, j] + bi) + alpha * u[i, j]) / (rho + alpha)
-        u[i, j] = _prox(v[i, j], a, beta)
+        bi = b[i] if has_b else b[0] * 0
+        a = (rho * (p[i, j] + bi) + alpha * u[i, j]) * inv
+        u[i, j] = _prox(v[i, j], a, beta, c, inv_1pb)
 
 
 def relu_prox_update(
@@ -34,7 +34,9 @@ def relu_prox_update(
     block = (1, _THREADS)
     grid = (rows, (cols + _THREADS - 1) // _THREADS)
     has_b = b is not None
+    t = u.dtype.type
+    consts = relu_prox_constants((rho + alpha) / gamma)
     _relu_prox_update_kernel[grid, block](
-        p, u, v, b if has_b else zeros1, has_b, float(rho), float(alpha), float((rho + alpha) / gamma)
+        p, u, v, b if has_b else zeros1, has_b, t(rho), t(alpha), t(1.0 / (rho + alpha)), *map(t, consts)
     )
     return u

@@ -17,20 +17,19 @@ try:
 except ImportError as exc:  # pragma: no cover - numba is a hard dependency, kept for a clear message
     raise BackendUnavailableError("backend='numba' needs numba: pip install numba") from exc
 
-from ..ops.relu_prox import relu_prox_scalar
+from ..ops.relu_prox import relu_prox_constants, relu_prox_scalar
 
 _prox = njit(inline="always", cache=False)(relu_prox_scalar)
 
 
 @njit(parallel=True, fastmath=False, cache=True)
-def _relu_prox_update(p, u, v, b, has_b, rho, alpha, beta):  # pragma: no cover - compiled
+def _relu_prox_update(p, u, v, b, has_b, rho, alpha, inv, beta, c, inv_1pb):  # pragma: no cover
     n_rows, n_cols = u.shape
-    inv = 1.0 / (rho + alpha)
     for i in prange(n_rows):
-        bi = b[i] if has_b else 0.0
+        bi = b[i] if has_b else b[0] * 0
         for j in range(n_cols):
             a = (rho * (p[i, j] + bi) + alpha * u[i, j]) * inv
-            u[i, j] = _prox(v[i, j], a, beta)
+            u[i, j] = _prox(v[i, j], a, beta, c, inv_1pb)
 
 
 @njit(parallel=True, fastmath=False, cache=True)
@@ -91,7 +90,9 @@ class NumbaBackend(Backend):
     ) -> Any:
         has_b = b is not None
         bb = b if has_b else np.zeros(1, dtype=u.dtype)
-        _relu_prox_update(p, u, v, bb, has_b, float(rho), float(alpha), float((rho + alpha) / gamma))
+        t = u.dtype.type  # scalars in the arrays' precision: float32 kernels never widen
+        consts = relu_prox_constants((rho + alpha) / gamma)
+        _relu_prox_update(p, u, v, bb, has_b, t(rho), t(alpha), t(1.0 / (rho + alpha)), *map(t, consts))
         return u
 
     def relu(self, x: Any, out: Optional[Any] = None) -> Any:

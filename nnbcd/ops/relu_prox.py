@@ -31,24 +31,30 @@ import math
 import numpy as np
 
 
-def relu_prox_scalar(v, a, beta):  # type: ignore[no-untyped-def]
-    """Scalar ReLU prox :math:`\\arg\\min_u \\frac12(v-\\max(u,0))^2 + \\frac\\beta2(u-a)^2`."""
+def relu_prox_constants(beta: float) -> tuple:
+    """The per-call constants of :func:`relu_prox_scalar`: ``(beta, c, 1/(1+beta))``."""
+    return beta, math.sqrt(beta * (beta + 1.0)), 1.0 / (1.0 + beta)
+
+
+def relu_prox_scalar(v, a, beta, c, inv_1pb):  # type: ignore[no-untyped-def]
+    """Scalar ReLU prox :math:`\\arg\\min_u \\frac12(v-\\max(u,0))^2 + \\frac\\beta2(u-a)^2`.
+
+    ``c`` :math:`=\\sqrt{\\beta(\\beta+1)}` and ``inv_1pb`` :math:`=1/(1+\\beta)` come from
+    :func:`relu_prox_constants` (constant over a whole array, and free of literals so that float32
+    kernels stay in float32).
+    """
     s = v + beta * a
-    if s < 0.0:
-        return min(a, 0.0 * a)
-    if a >= 0.0:
-        return s / (1.0 + beta)
-    c = math.sqrt(beta * (beta + 1.0))
-    if v * (beta - c) <= beta * a:
-        return s / (1.0 + beta)
+    if s < 0:
+        return a if a < 0 else 0 * a
+    if a >= 0 or v * (beta - c) <= beta * a:
+        return s * inv_1pb
     return a
 
 
 def relu_prox_numpy(v: np.ndarray, a: np.ndarray, beta: float) -> np.ndarray:
     """Vectorised :func:`relu_prox_scalar` (numpy reference; allocates temporaries)."""
-    beta = np.asarray(beta, dtype=a.dtype)
+    beta, c, inv_1pb = (np.asarray(x, dtype=a.dtype) for x in relu_prox_constants(float(beta)))
     s = v + beta * a
-    c = np.sqrt(beta * (beta + 1))
-    u_plus = s / (1 + beta)
+    u_plus = s * inv_1pb
     take_plus = (a >= 0) | (v * (beta - c) <= beta * a)
     return np.where(s < 0, np.minimum(a, 0), np.where(take_plus, u_plus, a))
