@@ -6,9 +6,9 @@
 * :mod:`nnbcd.torch` -- the PyTorch bridge (MCNC, VBMF low-rank layers, orthogonal regularisation).
 """
 from .backend import available_backends, get_backend
-from .bcd import NNBCD, solve
+from .bcd import NNBCD, Conv2d, solve
 from .result import History, SolveResult
 
 __version__ = "0.1.0"
 
-__all__ = ["NNBCD", "History", "SolveResult", "available_backends", "get_backend", "solve", "__version__"]
+__all__ = ["Conv2d", "NNBCD", "History", "SolveResult", "available_backends", "get_backend", "solve", "__version__"]

@@ -25,12 +25,10 @@ class Workspace:
     """
 
     def __init__(self, st: BCDState, be: Backend, v_solve: str = "auto", w_solve: str = "auto"):
-        dtype = st.X.dtype
-        n = st.n_samples
         # one product buffer and one spare per layer: W V products land in ``prod``, V solves swap
         # with ``spare`` so a sweep allocates nothing of size d×N
-        self.prod = [be.empty((w.shape[0], n), dtype) for w in st.W]
-        self.spare = [be.empty((w.shape[0], n), dtype) for w in st.W]
+        self.prod = [be.empty(u.shape, u.dtype) for u in st.U]
+        self.spare = [be.empty(u.shape, u.dtype) for u in st.U]
         self.v_solve = v_solve
         self.w_solve = w_solve
         self._first_factor: Dict[Tuple[float, float, float], Any] = {}
@@ -57,9 +55,9 @@ def update_output_v(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Workspace,
 
 def update_output_u(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Workspace, track: bool) -> float:
     r""":math:`U_L \leftarrow (\gamma V_L + \rho(W_L V_{L-1} + b_L 1^T))/(\gamma+\rho)`."""
-    p = be.matmul(st.W[i], st.v_in(i), out=ws.prod[i])
+    p = st.linear(i, be, out=ws.prod[i])
     if st.b[i] is not None:
-        p += st.b[i][:, None]
+        p += st.bias_rows(i, be)[:, None]
     new = (hp.gamma * st.V[i] + hp.rho * p) / (hp.gamma + hp.rho)
     step = be.sq_dist(new, st.U[i]) if track else 0.0
     st.U[i][...] = new
@@ -72,9 +70,9 @@ def update_hidden_u(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Workspace,
     :math:`a = (\rho(W_i^k V_{i-1} + b_i 1^T) + \alpha U_i^k)/(\rho+\alpha)`,
     :math:`\beta = (\rho+\alpha)/\gamma`, :math:`u^* = \arg\min_u \frac12(v-\sigma(u))^2 + \frac\beta2(u-a)^2`.
     """
-    p = be.matmul(st.W[i], st.v_in(i), out=ws.prod[i])
+    p = st.linear(i, be, out=ws.prod[i])
     old = st.U[i].copy() if track else None
-    be.relu_prox_update(p, st.U[i], st.V[i], st.b[i], hp.rho, hp.alpha, hp.gamma)
+    be.relu_prox_update(p, st.U[i], st.V[i], st.bias_rows(i, be), hp.rho, hp.alpha, hp.gamma)
     return be.sq_dist(st.U[i], old) if track else 0.0
 
 
@@ -137,8 +135,7 @@ def update_weight(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Workspace, t
     """
     xp = be.xp
     w_old, b_old = st.W[i], st.b[i]
-    v = st.v_in(i)
-    u = st.U[i]
+    u, v = st.weight_data(i)
     d_in = w_old.shape[1]
     n = v.shape[1]
     rho = hp.rho_w

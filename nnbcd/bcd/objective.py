@@ -27,8 +27,8 @@ def objective_terms(st: BCDState, hp: Hyper, be: Backend, work: List[Any]) -> Di
     for i in range(L):
         if i < L - 1:
             terms[f"relu_{i + 1}"] = k * 0.5 * hp.gamma * be.relu_gap_sq(st.V[i], st.U[i])
-        p = be.matmul(st.W[i], st.v_in(i), out=work[i])
-        terms[f"lin_{i + 1}"] = k * 0.5 * hp.rho * be.lin_gap_sq(st.U[i], p, st.b[i])
+        p = st.linear(i, be, out=work[i])
+        terms[f"lin_{i + 1}"] = k * 0.5 * hp.rho * be.lin_gap_sq(st.U[i], p, st.bias_rows(i, be))
     for i, tau in st.tau.items():
         terms[f"comp_{i + 1}"] = 0.5 * tau * be.sq_dist(st.W[i], st.Wt[i].dense)
     phi = sum(terms.values())
@@ -37,12 +37,20 @@ def objective_terms(st: BCDState, hp: Hyper, be: Backend, work: List[Any]) -> Di
     return terms
 
 
-def forward(st_weights: List[Any], biases: List[Optional[Any]], x: Any, be: Backend) -> Any:
-    """Network output :math:`f(X)` for column-sample input ``x`` (ReLU on hidden layers)."""
+def forward(weights: List[Any], biases: List[Optional[Any]], x: Any, be: Backend,
+            conv: Any = None, patches: Any = None) -> Any:
+    """Network output :math:`f(X)` for column-sample input ``x`` (ReLU on hidden layers).
+
+    With a conv first layer, ``patches`` (its :math:`\hat X^T`) is used when given, else built from ``x``.
+    """
     h = x
-    L = len(st_weights)
-    for i, (w, b) in enumerate(zip(st_weights, biases)):
-        h = be.matmul(w, h)
+    L = len(weights)
+    for i, (w, b) in enumerate(zip(weights, biases)):
+        if i == 0 and conv is not None:
+            h = conv.to_features(be.matmul(w, conv.patches(x, be) if patches is None else patches))
+            b = None if b is None else conv.bias_rows(b, be.xp)
+        else:
+            h = be.matmul(w, h)
         if b is not None:
             h += b[:, None]
         if i < L - 1:

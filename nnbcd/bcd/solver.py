@@ -14,6 +14,7 @@ from ..backend._base import check_dtype
 from ..compress.base import Compression
 from ..result import STATUS_MESSAGES, History, SolveResult
 from .blocks import Workspace
+from .conv import Conv2d
 from .init import init_weight
 from .objective import forward, net_metrics, objective_terms
 from .state import BCDState, Hyper
@@ -37,8 +38,10 @@ class NNBCD:
 
     Parameters
     ----------
-    layers : sequence of int
-        Widths ``(d_0, d_1, ..., d_L)``: input features, hidden widths, classes.
+    layers : sequence
+        Widths ``(d_0, d_1, ..., d_L)``: input features, hidden widths, classes. The first entry may
+        be a :class:`~nnbcd.bcd.conv.Conv2d` instead of ``d_0``: a convolutional first layer (its
+        output width H'W'F is d_1), e.g. ``(Conv2d((1, 28, 28), 32, 3, stride=2), 1024, 1024, 10)``.
     gamma, rho, alpha : float > 0
         Activation coupling γ, linear coupling ρ, proximal weight α.
     alpha_w, alpha_b : float > 0, optional
@@ -114,11 +117,20 @@ class NNBCD:
 
     # ---- validation ------------------------------------------------------------------------------
     def _validated(self) -> Dict[str, Any]:
-        widths = val.check_layers(self.layers)
+        layers = list(self.layers) if isinstance(self.layers, (list, tuple)) else self.layers
+        conv = None
+        if isinstance(layers, list) and layers and isinstance(layers[0], Conv2d):
+            conv = layers[0]
+            widths = (conv.n_in,) + val.check_layers([conv.n_out] + layers[1:])
+        else:
+            if isinstance(layers, list) and any(isinstance(x, Conv2d) for x in layers):
+                raise ValueError("layers: a Conv2d may only be the first entry")
+            widths = val.check_layers(self.layers)
         L = len(widths) - 1
         alpha = val.check_positive(self.alpha, "alpha")
         cfg = {
             "widths": widths,
+            "conv": conv,
             "gamma": val.check_positive(self.gamma, "gamma"),
             "rho": val.check_positive(self.rho, "rho"),
             "alpha": alpha,
@@ -136,6 +148,8 @@ class NNBCD:
         for layer, spec in dict(self.compress or {}).items():
             if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not 1 <= layer <= L:
                 raise ValueError(f"compress has key {layer!r}; layers are numbered 1..{L} (W_1..W_{L})")
+            if layer == 1 and conv is not None:
+                raise ValueError("compress[1]: the conv kernel is not compressed (compress layers 2..L)")
             if not isinstance(spec, Compression):
                 raise TypeError(f"compress[{layer}] must be a Compression (TT, Prune, ...), got {type(spec).__name__}")
             spec.validate((widths[layer], widths[layer - 1]), f"compress[{layer}]")
@@ -194,7 +208,7 @@ class NNBCD:
             tol = val.check_positive(tol, "tol")
         X = val.check_matrix(X, "X")
         if X.shape[1] != widths[0]:
-            raise ValueError(f"X has {X.shape[1]} features but layers[0] = {widths[0]}")
+            raise ValueError(f"X has {X.shape[1]} features but layers[0] expects {widths[0]}")
         labels, onehot = val.check_targets(y, X.shape[0], widths[-1], "y")
         val_data = None
         if (X_val is None) != (y_val is None):
@@ -202,9 +216,11 @@ class NNBCD:
         if X_val is not None:
             Xv = val.check_matrix(X_val, "X_val")
             if Xv.shape[1] != widths[0]:
-                raise ValueError(f"X_val has {Xv.shape[1]} features but layers[0] = {widths[0]}")
+                raise ValueError(f"X_val has {Xv.shape[1]} features but layers[0] expects {widths[0]}")
             lv, ohv = val.check_targets(y_val, Xv.shape[0], widths[-1], "y_val")
-            val_data = (be.asarray(Xv.T, dtype), be.asarray(ohv, dtype), be.xp.asarray(lv))
+            xv = be.asarray(Xv.T, dtype)
+            patches = None if cfg["conv"] is None else cfg["conv"].patches(xv, be)
+            val_data = (xv, be.asarray(ohv, dtype), be.xp.asarray(lv), patches)
         n = X.shape[0]
         hp = Hyper(
             gamma=cfg["gamma"], rho=cfg["rho"], alpha=cfg["alpha"], alpha_w=cfg["alpha_w"],
@@ -226,18 +242,21 @@ class NNBCD:
         """Weights from the init scheme, zero biases, and the forward pass of spec §5."""
         be, dtype, widths = cfg["be"], cfg["dtype"], cfg["widths"]
         rng = np.random.default_rng(self.seed)
+        conv = cfg["conv"]
         L = len(widths) - 1
-        W = [be.asarray(init_weight(self.init, rng, widths[i + 1], widths[i], cfg["init_scale"]), dtype)
-             for i in range(L)]
-        b = [be.zeros(widths[i + 1], dtype) if self.bias else None for i in range(L)]
-        U, V = [], []
-        h = X
-        for i in range(L):
-            u = be.matmul(W[i], h)
-            U.append(u)
-            h = be.relu(u) if i < L - 1 else u.copy()
-            V.append(h)
-        st = BCDState(W=W, b=b, U=U, V=V, X=X, Y=Y, compress=cfg["compress"], tau=cfg["tau"])
+        # the conv kernel is stored as Z^T (filters × patch size): a dense layer on patch samples
+        shapes = [(conv.filters, conv.patch_size) if (i == 0 and conv) else (widths[i + 1], widths[i])
+                  for i in range(L)]
+        W = [be.asarray(init_weight(self.init, rng, *shape, cfg["init_scale"]), dtype) for shape in shapes]
+        b = [be.zeros(shape[0], dtype) if self.bias else None for shape in shapes]
+        st = BCDState(W=W, b=b, U=[], V=[], X=X, Y=Y, compress=cfg["compress"], tau=cfg["tau"], conv=conv,
+                      patches=None if conv is None else conv.patches(X, be))
+        for i in range(L):  # forward pass: every coupling term is 0 at the start (spec §5)
+            u = st.linear(i, be)
+            if b[i] is not None:
+                u += st.bias_rows(i, be)[:, None]
+            st.U.append(u)
+            st.V.append(be.relu(u) if i < L - 1 else u.copy())
         for i, spec in st.compress.items():
             shared = [st.W[j] for j, s in st.compress.items() if s is spec]
             st.Wt[i] = spec.initial(st.W[i], be, weights=shared if len(shared) > 1 else None)
@@ -250,11 +269,12 @@ class NNBCD:
         rec = objective_terms(st, hp, be, ws.prod)
         rec["objective"] = rec["phi"]
         weights = [st.deployed(i) for i in range(st.n_layers)]
-        rec.update(net_metrics(forward(weights, st.b, st.X, be), st.Y, labels, hp.kappa, be))
+        out = forward(weights, st.b, st.X, be, st.conv, st.patches)
+        rec.update(net_metrics(out, st.Y, labels, hp.kappa, be))
         if val_data is not None:
-            xv, yv, lv = val_data
+            xv, yv, lv, pv = val_data
             kv = 1.0 if hp.kappa == 1.0 else 1.0 / xv.shape[1]
-            m = net_metrics(forward(weights, st.b, xv, be), yv, lv, kv, be)
+            m = net_metrics(forward(weights, st.b, xv, be, st.conv, pv), yv, lv, kv, be)
             rec.update({f"val_{k}": v for k, v in m.items()})
         for i, c in st.Wt.items():
             rec[f"n_params_{i + 1}"] = c.n_params
@@ -333,13 +353,14 @@ class NNBCD:
         """Network outputs ``f(X)`` (n_samples × K), with the deployed (compressed) weights."""
         self._check_fitted()
         X = val.check_matrix(X, "X")
-        if X.shape[1] != self.weights_[0].shape[1]:
-            raise ValueError(f"X has {X.shape[1]} features but the network expects {self.weights_[0].shape[1]}")
+        n_in = self.state_.X.shape[0]
+        if X.shape[1] != n_in:
+            raise ValueError(f"X has {X.shape[1]} features but the network expects {n_in}")
         be = self.backend_
         dtype = self.state_.X.dtype
         w = [be.asarray(x, dtype) for x in self.weights_]
         b = [None if x is None else be.asarray(x, dtype) for x in self.biases_]
-        return be.to_numpy(forward(w, b, be.asarray(X.T, dtype), be)).T
+        return be.to_numpy(forward(w, b, be.asarray(X.T, dtype), be, self.state_.conv)).T
 
     def predict(self, X: Any) -> np.ndarray:
         """Class labels (argmax of :meth:`decision_function`)."""
