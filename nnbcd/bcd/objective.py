@@ -39,7 +39,7 @@ def objective_terms(st: BCDState, hp: Hyper, be: Backend, work: List[Any]) -> Di
 
 def forward(weights: List[Any], biases: List[Optional[Any]], x: Any, be: Backend,
             conv: Any = None, patches: Any = None) -> Any:
-    """Network output :math:`f(X)` for column-sample input ``x`` (ReLU on hidden layers).
+    r"""Network output :math:`f(X)` for column-sample input ``x`` (ReLU on hidden layers).
 
     With a conv first layer, ``patches`` (its :math:`\hat X^T`) is used when given, else built from ``x``.
     """

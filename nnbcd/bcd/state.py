@@ -74,7 +74,7 @@ class BCDState:
         return self.conv.bias_rows(b, be.xp)
 
     def weight_data(self, i: int) -> tuple:
-        """``(U, V)`` of the W-block's least-squares problem :math:`\min \|U - WV - b1^T\|`."""
+        r"""``(U, V)`` of the W-block's least-squares problem :math:`\min \|U - WV - b1^T\|`."""
         if i == 0 and self.conv is not None:
             return self.conv.to_patch_layout(self.U[0]), self.patches
         return self.U[i], self.v_in(i)
