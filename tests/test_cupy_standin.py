@@ -1,0 +1,58 @@
+"""The CuPy backend's code paths, run without a GPU.
+
+A stand-in ``cupy`` module maps CuPy's API onto numpy/scipy (same names and signatures for what the
+backend uses), and the numba-cuda kernels run under the CUDA simulator. This catches wrong calls and
+layout mistakes in ``cupy_backend.py``; the real-GPU run is in ``test_gpu.py`` (skipped without CuPy).
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+SCRIPT = r"""
+import json, sys, types
+import numpy as np, scipy.linalg
+
+cupy = types.ModuleType("cupy")
+cupy.__dict__.update({k: getattr(np, k) for k in dir(np) if not k.startswith("__")})
+cupy.asnumpy = np.asarray
+cupy.linalg = types.SimpleNamespace(cholesky=np.linalg.cholesky, eigh=np.linalg.eigh,
+                                    svd=lambda a, full_matrices=True, compute_uv=True:
+                                    np.linalg.svd(a, full_matrices=full_matrices, compute_uv=compute_uv))
+class CUDARuntimeError(RuntimeError): pass
+stream = types.SimpleNamespace(synchronize=lambda: None)
+cupy.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1,
+                                                                CUDARuntimeError=CUDARuntimeError),
+                                  get_current_stream=lambda: stream)
+cupyx = types.ModuleType("cupyx"); cupyx_scipy = types.ModuleType("cupyx.scipy")
+cupyx_scipy.linalg = scipy.linalg; cupyx.scipy = cupyx_scipy
+sys.modules.update({"cupy": cupy, "cupyx": cupyx, "cupyx.scipy": cupyx_scipy,
+                    "cupyx.scipy.linalg": scipy.linalg})
+
+import nnbcd
+from nnbcd.backend import get_backend
+from sklearn.datasets import load_digits
+X, y = load_digits(return_X_y=True)
+X, y = X[:150] / 16.0, y[:150]
+out = {"available": "cupy" in nnbcd.available_backends()}
+for form in ("direct", "woodbury"):
+    w = {}
+    for name in ("numpy", "cupy"):
+        m = nnbcd.NNBCD((64, 20, 12, 10), backend=name, dtype="float64", seed=2, bias=True,
+                        v_solve=form).fit(X, y, max_iter=3)
+        w[name] = m.weights_
+    out[form] = max(float(np.max(np.abs(a - b)) / np.max(np.abs(b))) for a, b in zip(w["cupy"], w["numpy"]))
+print(json.dumps(out))
+"""
+
+
+def test_cupy_backend_paths_on_a_numpy_standin():
+    pytest.importorskip("numba.cuda")
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    res = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["available"]
+    assert out["direct"] < 1e-10 and out["woodbury"] < 1e-10, out
