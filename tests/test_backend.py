@@ -71,3 +71,20 @@ def test_asarray_dtype_rules(backend):
 def test_unknown_backend():
     with pytest.raises(ValueError, match="backend='jax'"):
         get_backend("jax")
+
+
+@pytest.mark.parametrize("threshold", [0, 1 << 62])
+def test_numba_threaded_and_serial_kernels(rng, threshold, monkeypatch):
+    """Both compiled variants (threaded and serial) against the numpy formulas."""
+    be = get_backend("numba")
+    monkeypatch.setattr(be, "parallel_min_size", threshold)
+    ref = get_backend("numpy")
+    p, u, v = (rng.standard_normal((7, 33)) for _ in range(3))
+    b = rng.standard_normal(7)
+    got = be.relu_prox_update(p.copy(), u.copy(), v, b, 0.6, 1.1, 0.3)
+    want = ref.relu_prox_update(p.copy(), u.copy(), v, b, 0.6, 1.1, 0.3)
+    np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(be.add_scaled_relu(p.copy(), u, 0.4), p + 0.4 * np.maximum(u, 0), rtol=1e-14)
+    np.testing.assert_array_equal(be.relu(u), np.maximum(u, 0))
+    np.testing.assert_allclose(be.relu_gap_sq(v, u), ((v - np.maximum(u, 0)) ** 2).sum(), rtol=1e-12)
+    np.testing.assert_allclose(be.lin_gap_sq(u, p, b), ((u - p - b[:, None]) ** 2).sum(), rtol=1e-12)

@@ -1,10 +1,12 @@
 """The numba backend: numpy arrays, BLAS/LAPACK for GEMM and factorisations, and parallel fused kernels.
 
-Elementwise and reduction kernels are ``@njit(parallel=True)`` loops over rows that read each operand
+Elementwise and reduction kernels are ``@njit`` loops over rows (threaded with ``prange`` above a size
+threshold, serial below it) that read each operand
 once and allocate nothing of size d×N; the ReLU prox is the shared scalar formula inlined.
 """
 from __future__ import annotations
 
+import types
 from typing import Any, Optional
 
 import numpy as np
@@ -22,7 +24,6 @@ from ..ops.relu_prox import relu_prox_constants, relu_prox_scalar
 _prox = njit(inline="always", cache=False)(relu_prox_scalar)
 
 
-@njit(parallel=True, fastmath=False, cache=True)
 def _relu_prox_update(p, u, v, b, has_b, rho, alpha, inv, beta, c, inv_1pb):  # pragma: no cover
     n_rows, n_cols = u.shape
     for i in prange(n_rows):
@@ -32,7 +33,6 @@ def _relu_prox_update(p, u, v, b, has_b, rho, alpha, inv, beta, c, inv_1pb):  # 
             u[i, j] = _prox(v[i, j], a, beta, c, inv_1pb)
 
 
-@njit(parallel=True, fastmath=False, cache=True)
 def _relu_gap_sq(v, u):  # pragma: no cover - compiled
     n_rows, n_cols = u.shape
     acc = np.zeros(n_rows)
@@ -45,7 +45,6 @@ def _relu_gap_sq(v, u):  # pragma: no cover - compiled
     return acc.sum()
 
 
-@njit(parallel=True, fastmath=False, cache=True)
 def _lin_gap_sq(u, p, b, has_b):  # pragma: no cover - compiled
     n_rows, n_cols = u.shape
     acc = np.zeros(n_rows)
@@ -59,7 +58,6 @@ def _lin_gap_sq(u, p, b, has_b):  # pragma: no cover - compiled
     return acc.sum()
 
 
-@njit(parallel=True, fastmath=False, cache=True)
 def _add_scaled_relu(y, x, c):  # pragma: no cover - compiled
     n_rows, n_cols = y.shape
     for i in prange(n_rows):
@@ -69,7 +67,6 @@ def _add_scaled_relu(y, x, c):  # pragma: no cover - compiled
                 y[i, j] += c * xv
 
 
-@njit(parallel=True, fastmath=False, cache=True)
 def _relu_inplace(x):  # pragma: no cover - compiled
     flat = x.reshape(-1)
     for i in prange(flat.size):
@@ -77,13 +74,39 @@ def _relu_inplace(x):  # pragma: no cover - compiled
             flat[i] = 0
 
 
+def _compiled(fn):
+    """The same loop compiled twice: threaded (``prange`` over rows) and serial (``prange`` = ``range``).
+
+    The serial twin is a copy of the function under another name so the two on-disk caches differ.
+    """
+    twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial")
+    twin.__qualname__ = twin.__name__
+    return (njit(parallel=True, fastmath=False, cache=True)(fn),
+            njit(parallel=False, fastmath=False, cache=True)(twin))
+
+
+_KERNELS = {f.__name__: _compiled(f) for f in (_relu_prox_update, _relu_gap_sq, _lin_gap_sq, _add_scaled_relu,
+                                              _relu_inplace)}
+
+
 class NumbaBackend(Backend):
     """numpy arrays with numba-compiled parallel kernels (``numba.set_num_threads`` controls threads)."""
 
     name = "numba"
 
+    #: arrays with fewer elements run the serial variant. The kernels run between BLAS calls, whose
+    #: idle OpenBLAS workers keep spinning for a while: waking numba's threads then costs ~4-7 ms per
+    #: call on 2 cores, more than the threads save. Measured (benchmarks/bench_iteration.py, HAR size,
+    #: float32): all serial 0.713 s/sweep, threaded from 4M elements 0.769 s, always threaded 0.798 s;
+    #: digits 64-256-256-10: 3.5x faster serial. Lower it on machines where threads pay.
+    parallel_min_size = 1 << 26
+
     def __init__(self) -> None:
         self.numba = numba
+
+    def _kernel(self, name: str, size: int) -> Any:
+        threaded, serial = _KERNELS[name]
+        return threaded if size >= self.parallel_min_size else serial
 
     def relu_prox_update(
         self, p: Any, u: Any, v: Any, b: Optional[Any], rho: float, alpha: float, gamma: float
@@ -92,7 +115,8 @@ class NumbaBackend(Backend):
         bb = b if has_b else np.zeros(1, dtype=u.dtype)
         t = u.dtype.type  # scalars in the arrays' precision: float32 kernels never widen
         consts = relu_prox_constants((rho + alpha) / gamma)
-        _relu_prox_update(p, u, v, bb, has_b, t(rho), t(alpha), t(1.0 / (rho + alpha)), *map(t, consts))
+        kernel = self._kernel("_relu_prox_update", u.size)
+        kernel(p, u, v, bb, has_b, t(rho), t(alpha), t(1.0 / (rho + alpha)), *map(t, consts))
         return u
 
     def relu(self, x: Any, out: Optional[Any] = None) -> Any:
@@ -101,20 +125,21 @@ class NumbaBackend(Backend):
         elif out is not x:
             out[...] = x
         if out.flags.c_contiguous:
-            _relu_inplace(out)
+            self._kernel("_relu_inplace", out.size)(out)
         else:
             np.maximum(out, 0, out=out)
         return out
 
     def add_scaled_relu(self, y: Any, x: Any, c: float) -> Any:
         if y.ndim == 2 and y.shape == x.shape:
-            _add_scaled_relu(y, x, y.dtype.type(c))
+            self._kernel("_add_scaled_relu", y.size)(y, x, y.dtype.type(c))
             return y
         return super().add_scaled_relu(y, x, c)
 
     def relu_gap_sq(self, v: Any, u: Any) -> float:
-        return float(_relu_gap_sq(v, u))
+        return float(self._kernel("_relu_gap_sq", u.size)(v, u))
 
     def lin_gap_sq(self, u: Any, p: Any, b: Optional[Any]) -> float:
         has_b = b is not None
-        return float(_lin_gap_sq(u, p, b if has_b else np.zeros(1, dtype=u.dtype), has_b))
+        kernel = self._kernel("_lin_gap_sq", u.size)
+        return float(kernel(u, p, b if has_b else np.zeros(1, dtype=u.dtype), has_b))
