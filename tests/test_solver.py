@@ -190,3 +190,14 @@ def test_cupy_backend_missing_is_clear():
     from nnbcd.backend import BackendUnavailableError
     with pytest.raises(BackendUnavailableError, match="cupy"):
         get_backend("cupy")
+
+
+def test_scikit_learn_conventions(digits):
+    from sklearn.base import clone
+
+    X, y = digits
+    m = _model(gamma=0.3)
+    assert m.get_params()["gamma"] == 0.3
+    c = clone(m).set_params(rho=0.9)
+    assert c.get_params()["rho"] == 0.9 and c is not m
+    assert m.fit(X, y, max_iter=2) is m and m.n_features_in_ == 64 and m.n_iter_ == 2

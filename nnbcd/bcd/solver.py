@@ -7,6 +7,7 @@ import time
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
 import numpy as np
+from sklearn.base import BaseEstimator
 
 from .. import _validation as val
 from ..backend import Backend, get_backend
@@ -23,7 +24,7 @@ from .sweep import sweep
 logger = logging.getLogger(__name__)
 
 
-class NNBCD:
+class NNBCD(BaseEstimator):
     r"""Gradient-free training of an MLP by block coordinate descent (NN-BCD, arXiv 2303.06815).
 
     Minimises (spec §2), over :math:`V_i, U_i, W_i, b_i` and the compressed copies :math:`\tilde W_i`,
@@ -236,6 +237,7 @@ class NNBCD:
         self.weights_ = [be.to_numpy(w) for w in self.result_.x["W_deployed"]]
         self.biases_ = [None if b is None else be.to_numpy(b) for b in self.result_.x["b"]]
         self.n_iter_ = self.result_.nit
+        self.n_features_in_ = X.shape[1]
         return self
 
     def _initial_state(self, cfg: Dict[str, Any], X: Any, Y: Any) -> BCDState:
