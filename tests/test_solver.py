@@ -201,3 +201,16 @@ def test_scikit_learn_conventions(digits):
     c = clone(m).set_params(rho=0.9)
     assert c.get_params()["rho"] == 0.9 and c is not m
     assert m.fit(X, y, max_iter=2) is m and m.n_features_in_ == 64 and m.n_iter_ == 2
+
+
+def test_export_dense(digits):
+    X, y = digits
+    m = _model(bias=True).fit(X, y, max_iter=2)
+    out = m.export()
+    assert len(out["layers"]) == 3 and all(isinstance(w, np.ndarray) for w in out["layers"])
+    # rebuilding the network from the export reproduces decision_function
+    h = X.T
+    for i, (w, b) in enumerate(zip(out["layers"], out["biases"])):
+        h = w @ h + b[:, None]
+        h = np.maximum(h, 0) if i < 2 else h
+    np.testing.assert_allclose(h.T, m.decision_function(X), rtol=1e-10, atol=1e-12)

@@ -253,17 +253,18 @@ class NNBCD(BaseEstimator):
         b = [be.zeros(shape[0], dtype) if self.bias else None for shape in shapes]
         st = BCDState(W=W, b=b, U=[], V=[], X=X, Y=Y, compress=cfg["compress"], tau=cfg["tau"], conv=conv,
                       patches=None if conv is None else conv.patches(X, be))
-        for i in range(L):  # forward pass: every coupling term is 0 at the start (spec §5)
+        for i, spec in st.compress.items():
+            shared = [w for j, w in enumerate(W) if st.compress.get(j) is spec]
+            st.Wt[i] = spec.initial(W[i], be, weights=shared if len(shared) > 1 else None)
+        for i, spec in st.compress.items():  # after all initial copies: a global threshold sees W^0
+            if spec.replaces_weight:
+                st.W[i] = st.Wt[i].dense.copy()
+        for i in range(L):  # forward pass with the weights in use: every coupling term is 0 (spec §5)
             u = st.linear(i, be)
             if b[i] is not None:
                 u += st.bias_rows(i, be)[:, None]
             st.U.append(u)
             st.V.append(be.relu(u) if i < L - 1 else u.copy())
-        for i, spec in st.compress.items():
-            shared = [st.W[j] for j, s in st.compress.items() if s is spec]
-            st.Wt[i] = spec.initial(st.W[i], be, weights=shared if len(shared) > 1 else None)
-            if spec.replaces_weight:
-                st.W[i] = st.Wt[i].dense.copy()
         return st
 
     def _monitor(self, st: BCDState, hp: Hyper, be: Backend, ws: Workspace, labels: Any,
@@ -363,6 +364,19 @@ class NNBCD(BaseEstimator):
         w = [be.asarray(x, dtype) for x in self.weights_]
         b = [None if x is None else be.asarray(x, dtype) for x in self.biases_]
         return be.to_numpy(forward(w, b, be.asarray(X.T, dtype), be, self.state_.conv)).T
+
+    def export(self) -> Dict[str, Any]:
+        """The deployed network in storage form.
+
+        Returns ``{"layers": [...], "biases": [...]}``: for each layer the compression spec's export of
+        its compressed copy (TT cores, a ``scipy.sparse`` matrix, ...) or the dense weight (numpy), and
+        the biases (``None`` when trained without).
+        """
+        self._check_fitted()
+        st = self.state_
+        layers = [st.compress[i].export(st.Wt[i]) if i in st.Wt else self.backend_.to_numpy(st.W[i])
+                  for i in range(st.n_layers)]
+        return {"layers": layers, "biases": self.biases_}
 
     def predict(self, X: Any) -> np.ndarray:
         """Class labels (argmax of :meth:`decision_function`)."""

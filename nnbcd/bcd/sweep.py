@@ -26,7 +26,7 @@ BLOCK_KINDS = ("V", "U", "W", "comp")
 def update_compression(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Workspace, track: bool) -> float:
     r"""Compression block: :math:`\tilde W_i \leftarrow \Pi(W_i)` (no prox term; spec §3.3)."""
     spec = st.compress[i]
-    shared = [st.W[j] for j, s in st.compress.items() if s is spec]
+    shared = [w for j, w in enumerate(st.W) if st.compress.get(j) is spec]
     old = st.Wt[i].dense
     st.Wt[i] = spec.project(st.W[i], be, weights=shared if len(shared) > 1 else None)
     step = be.sq_dist(st.Wt[i].dense, old) if track else 0.0
