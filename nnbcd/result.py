@@ -69,6 +69,8 @@ class SolveResult(dict):
     history : History
     time : float
         Total wall seconds of the sweeps.
+    compression : dict
+        Per compressed layer (paper numbering): realised ranks / sparsity and stored numbers.
     """
 
     def __getattr__(self, name: str) -> Any:
@@ -87,9 +89,8 @@ class SolveResult(dict):
         """Write status, message, counts and the history as JSON."""
         payload = {k: self[k] for k in ("success", "status", "message", "nit", "fun", "time") if k in self}
         payload["history"] = self["history"].to_dict()
-        for key in ("info",):
-            if key in self:
-                payload[key] = self[key]
+        if self.get("compression"):
+            payload["compression"] = {str(k): v for k, v in self["compression"].items()}
         with open(path, "w") as fh:
             json.dump(payload, fh, indent=1, default=float)
 

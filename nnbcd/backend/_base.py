@@ -198,6 +198,17 @@ class Backend:
         """Eigen-decomposition of a symmetric matrix ``(w, V)``, ascending ``w``."""
         return scipy.linalg.eigh(a, check_finite=False)
 
+    def qr_q(self, a: Any) -> Any:
+        """Orthonormal factor :math:`Q` of the thin QR of a tall matrix (scipy's LAPACK)."""
+        return scipy.linalg.qr(a, mode="economic", overwrite_a=True, check_finite=False)[0]
+
+    def eigh_top(self, a: Any, k: int) -> tuple:
+        """The ``k`` largest eigenpairs of a symmetric matrix, descending (LAPACK ``syevr`` subset:
+        the other eigenvectors are never computed)."""
+        n = a.shape[0]
+        w, v = scipy.linalg.eigh(a, subset_by_index=[n - k, n - 1], driver="evr", check_finite=False)
+        return w[::-1], v[:, ::-1]
+
     def add_diag(self, a: Any, value: float) -> Any:
         """``a += value * I`` in place (square ``a``)."""
         idx = self.xp.arange(a.shape[0])

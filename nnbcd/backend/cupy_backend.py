@@ -65,6 +65,13 @@ class CupyBackend(Backend):
     def eigh(self, a: Any) -> tuple:
         return cupy.linalg.eigh(a)
 
+    def qr_q(self, a: Any) -> Any:
+        return cupy.linalg.qr(a, mode="reduced")[0]
+
+    def eigh_top(self, a: Any, k: int) -> tuple:
+        w, v = cupy.linalg.eigh(a)  # cuSOLVER syevd has no subset: slice the top k
+        return w[::-1][:k], v[:, ::-1][:, :k]
+
     def relu_prox_update(
         self, p: Any, u: Any, v: Any, b: Optional[Any], rho: float, alpha: float, gamma: float
     ) -> Any:

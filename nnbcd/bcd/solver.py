@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -12,7 +12,9 @@ from sklearn.base import BaseEstimator
 from .. import _validation as val
 from ..backend import Backend, get_backend
 from ..backend._base import check_dtype
+from ..compress.accounting import compression_ratios
 from ..compress.base import Compression
+from ..ops.prune import effective_sparsity, true_sparsity
 from ..result import STATUS_MESSAGES, History, SolveResult
 from .blocks import Workspace
 from .conv import Conv2d
@@ -279,8 +281,8 @@ class NNBCD(BaseEstimator):
             kv = 1.0 if hp.kappa == 1.0 else 1.0 / xv.shape[1]
             m = net_metrics(forward(weights, st.b, xv, be, st.conv, pv), yv, lv, kv, be)
             rec.update({f"val_{k}": v for k, v in m.items()})
-        for i, c in st.Wt.items():
-            rec[f"n_params_{i + 1}"] = c.n_params
+        if st.Wt:
+            rec.update(_compression_metrics(st, be, weights))
         return rec
 
     def _run(self, st, hp, be, ws, labels, val_data, max_iter, tol, callback, verbose, every) -> SolveResult:
@@ -388,6 +390,24 @@ class NNBCD(BaseEstimator):
         return float((self.predict(X) == labels).mean())
 
 
+def _compression_metrics(st: BCDState, be: Any, deployed: List[Any]) -> Dict[str, float]:
+    """Per-layer stored numbers, CR_1 / CR_2 / cr_honest and, with pruning, the sparsities (spec §6)."""
+    rec: Dict[str, float] = {f"n_params_{i + 1}": c.n_params for i, c in st.Wt.items()}
+    rec.update(compression_ratios(
+        [tuple(w.shape) for w in st.W],
+        {i: c.n_params for i, c in st.Wt.items()},
+        {i: c.info.get("n_stored", c.n_params) for i, c in st.Wt.items()},
+        n_biases=sum(b.size for b in st.b if b is not None),
+        conv_layers=(0,) if st.conv is not None else (),
+    ))
+    if any("sparsity" in c.info for c in st.Wt.values()):
+        host = [be.to_numpy(w) for w in deployed]
+        rec["true_sparsity"] = true_sparsity(host)
+        biases = [None if b is None else be.to_numpy(b) for b in st.b]
+        rec["effective_sparsity"] = effective_sparsity(host, biases)
+    return rec
+
+
 def _finite(st: BCDState, be: Any) -> bool:
     # weights are small and every block feeds them, so a non-finite sweep shows up here
     return all(be.isfinite_all(w) for w in st.W) and be.isfinite_all(st.V[-1])
@@ -410,8 +430,9 @@ def _result(st: BCDState, be: Any, history: History, status: int, nit: int, fun:
         "Wt": dict(st.Wt),
         "W_deployed": [st.deployed(i) for i in range(st.n_layers)],
     }
+    compression = {i + 1: dict(c.info, n_params=c.n_params) for i, c in st.Wt.items()}
     return SolveResult(x=x, status=status, success=status in (0, 1), message=STATUS_MESSAGES[status],
-                       nit=nit, fun=fun, history=history, time=total)
+                       nit=nit, fun=fun, history=history, time=total, compression=compression)
 
 
 def solve(

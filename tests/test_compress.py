@@ -1,0 +1,110 @@
+"""Compression blocks inside NN-BCD: descent with exact projections, the τ coupling, accounting, export."""
+import numpy as np
+import pytest
+
+import nnbcd
+from nnbcd.compress import TT, Prune
+from nnbcd.ops import tt
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from sklearn.datasets import load_digits
+    X, y = load_digits(return_X_y=True)
+    idx = np.random.default_rng(0).permutation(len(y))[:300]
+    return X[idx] / 16.0, y[idx]
+
+
+def _fit(digits, compress, tau=5.0, it=25, **kw):
+    X, y = digits
+    base = dict(gamma=0.5, rho=0.5, alpha=1.0, dtype="float64", seed=0, compress=compress, tau=tau)
+    base.update(kw)
+    return nnbcd.NNBCD((64, 40, 30, 10), **base).fit(X, y, max_iter=it)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: {1: Prune(0.8), 2: Prune(0.7)},
+    lambda: {1: Prune(0.8, scope="global"), 2: None},
+    lambda: {1: TT(rank=6, shape=(40, 64)), 2: TT(rank=5, shape=(30, 40))},  # m = 2: exact projection
+], ids=["prune-layer", "prune-global", "tt-m2"])
+def test_exact_projection_blocks_never_increase_phi(digits, make):
+    comp = make()
+    if comp.get(2, 0) is None:
+        comp[2] = comp[1]  # one spec object shared by two layers: one global threshold
+    m = _fit(digits, comp, bias=True)
+    h = m.result_.history
+    assert np.all(np.diff(h["phi"]) <= 1e-10 * np.abs(h["phi"][1:]))
+    assert h["comp_1"][-1] > 0 and h["comp_2"][-1] > 0  # the split keeps S ≠ W: τ term is live
+
+
+def test_global_pruning_counts_over_the_group(digits):
+    spec = Prune(0.75, scope="global")
+    m = _fit(digits, {1: spec, 2: spec}, it=3)
+    n = 64 * 40 + 40 * 30
+    kept = sum(np.count_nonzero(m.weights_[i]) for i in (0, 1))
+    assert kept == n - round(0.75 * n)
+
+
+def test_projected_pruning_is_the_reference_alias(digits):
+    m = _fit(digits, {1: Prune(0.8, mode="projected"), 2: Prune(0.8, mode="projected")}, it=5)
+    st = m.state_
+    for i in (0, 1):
+        np.testing.assert_array_equal(st.W[i], st.Wt[i].dense)  # S ≡ W
+        assert np.count_nonzero(st.W[i]) == st.W[i].size - round(0.8 * st.W[i].size)
+    h = m.result_.history
+    assert np.all(h["comp_1"] == 0) and np.all(h["comp_2"] == 0)
+
+
+def test_flare_true_sparsity_after_one_iteration():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 40))
+    y = (X[:, 0] + 0.3 * rng.standard_normal(200) > 0).astype(int)
+    spec = {1: Prune(0.9), 2: Prune(0.9)}
+    m = nnbcd.NNBCD((40, 300, 100, 2), gamma=100, rho=1, alpha=1, tau=200, compress=spec, seed=0).fit(X, y, max_iter=1)
+    assert m.result_.history["true_sparsity"][0] == pytest.approx(37_800 / 42_200, abs=1e-15)
+
+
+def test_tt_ratios_recorded_and_export_rebuilds_the_network(digits):
+    X, y = digits
+    comp = {1: TT(rank=4, layout="matrix"), 2: TT(rank=5, shape=(5, 6, 8, 5))}
+    m = _fit(digits, comp, it=3, bias=True)
+    h = m.result_.history
+    p1 = sum(c.size for c in m.state_.Wt[0].factors)
+    p2 = tt.tt_n_params((5, 6, 8, 5), m.result_.compression[2]["ranks"])
+    dense = 64 * 40 + 40 * 30 + 30 * 10
+    assert h["cr_1"][-1] == pytest.approx((p1 + p2 + 300) / dense, rel=1e-15)
+    assert h["cr_2"][-1] == pytest.approx((p1 + p2) / (64 * 40 + 40 * 30), rel=1e-15)
+    assert h["cr_honest"][-1] == pytest.approx((p1 + p2 + 300 + 80) / (dense + 80), rel=1e-15)
+    out = m.export()
+    rows, cols = comp[1]._row_col((40, 64))
+    assert [c.shape[1:3] for c in out["layers"][0]] == list(zip(rows, cols))
+    w1 = tt.tt_tensor_to_matrix(tt.tt_to_tensor([c.reshape(c.shape[0], -1, c.shape[-1]) for c in out["layers"][0]],
+                                                nnbcd.get_backend("numpy")), rows, cols, np)
+    w2 = tt.tt_to_tensor(out["layers"][1], nnbcd.get_backend("numpy")).reshape(30, 40)
+    h_ = X.T
+    for i, (w, b) in enumerate(zip([w1, w2, out["layers"][2]], out["biases"])):
+        h_ = w @ h_ + b[:, None]
+        h_ = np.maximum(h_, 0) if i < 2 else h_
+    np.testing.assert_allclose(h_.T, m.decision_function(X), rtol=1e-9, atol=1e-10)
+
+
+def test_digits_tt_close_to_dense():
+    """TT-matrix compression of both hidden layers at CR_1 ≤ 0.3 stays within 2 points of dense."""
+    from nnbcd.data import load_digits
+
+    Xtr, ytr, Xte, yte = load_digits()
+    kw = dict(gamma=0.5, rho=0.5, alpha=1.0, backend="numba", dtype="float32", seed=0, monitor_every=200)
+    dense = nnbcd.NNBCD((64, 256, 256, 10), **kw).fit(Xtr, ytr, max_iter=60)
+    comp = {1: TT(rank=24, layout="matrix", rank_initial=400), 2: TT(rank=24, layout="matrix", rank_initial=400)}
+    tt_model = nnbcd.NNBCD((64, 256, 256, 10), compress=comp, tau=20.0, **kw).fit(Xtr, ytr, max_iter=200)
+    assert tt_model.result_.history["cr_1"][-1] <= 0.3
+    assert tt_model.score(Xte, yte) >= dense.score(Xte, yte) - 0.02
+
+
+def test_compress_errors(digits):
+    with pytest.raises(ValueError, match="TT shape"):
+        _fit(digits, {1: TT(rank=3, shape=(8, 8, 8))})
+    with pytest.raises(TypeError, match="Compression"):
+        _fit(digits, {1: "tt"})
+    with pytest.raises(ValueError, match="tau has keys"):
+        _fit(digits, {1: Prune(0.5)}, tau={3: 1.0})
