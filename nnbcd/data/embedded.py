@@ -4,6 +4,7 @@ with samples as rows, integer labels, a fixed stratified split."""
 from __future__ import annotations
 
 import gzip
+import importlib
 from importlib import resources
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -62,17 +63,14 @@ DATASETS: Dict[str, Callable[..., Split]] = {
 
 
 def load_dataset(name: str, path: Optional[str] = None, **kwargs: Any) -> Split:
-    """Load a data set by name: the embedded ones above, or ``har`` / ``flare`` from ``path``."""
+    """Load a data set by name: the embedded ones above, or ``har`` / ``flare`` / ``mnist`` from a local
+    copy (``path``, else ``$NNBCD_DATA``, else the cache directory)."""
     if name in DATASETS:
         if path is not None:
             raise ValueError(f"dataset {name!r} ships with a dependency; it takes no path")
         return DATASETS[name](**kwargs)
-    if name == "har":
-        from .har import load_har
-
-        return load_har(path, **kwargs)
-    if name == "flare":
-        from .flare import load_flare
-
-        return load_flare(path, **kwargs)
-    raise ValueError(f"dataset={name!r} is not known; choose one of {sorted(DATASETS) + ['flare', 'har']}")
+    local = {"har": ("har", "load_har"), "flare": ("flare", "load_flare"), "mnist": ("mnist", "load_mnist")}
+    if name in local:
+        module, func = local[name]
+        return getattr(importlib.import_module(f"nnbcd.data.{module}"), func)(path, **kwargs)
+    raise ValueError(f"dataset={name!r} is not known; choose one of {sorted(DATASETS) + sorted(local)}")
