@@ -4,6 +4,7 @@ Layout of an ``method = "nnbcd"`` preset (keys mirror :class:`nnbcd.NNBCD` and i
 
     [data]       name = "digits" | "breast_cancer" | "mnist5k" | "har" | "flare", path, test_size, seed
     [model]      layers, gamma, rho, alpha, tau, bias, loss_scale, init, backend, dtype, seed, ...
+    [model.conv] in_shape, filters, kernel, stride   (optional convolutional first layer)
     [[compress]] layers = [1, 2], type = "tt" | "prune", + the spec's own keys (rank, shape, sparsity, ...)
     [fit]        max_iter, tol, verbose
 """
@@ -15,6 +16,7 @@ from typing import Any, Dict, List
 
 import numpy as np
 
+from .bcd.conv import Conv2d
 from .bcd.solver import NNBCD
 
 _TOP = {"method", "name", "description", "data", "model", "compress", "fit"}
@@ -62,7 +64,7 @@ def run(config: Dict[str, Any], out_dir: Path, verbose: bool) -> Dict[str, Any]:
     data_cfg = dict(config.get("data", {}))
     _check_keys(data_cfg, _DATA, "data")
     model_cfg = dict(config.get("model", {}))
-    allowed = set(inspect.signature(NNBCD).parameters) - {"compress"}
+    allowed = (set(inspect.signature(NNBCD).parameters) - {"compress"}) | {"conv"}
     _check_keys(model_cfg, allowed, "model")
     fit_cfg = dict(config.get("fit", {}))
     _check_keys(fit_cfg, _FIT, "fit")
@@ -72,6 +74,10 @@ def run(config: Dict[str, Any], out_dir: Path, verbose: bool) -> Dict[str, Any]:
     compress = build_compression(config.get("compress", []))
     if "tau" in model_cfg and isinstance(model_cfg["tau"], dict):
         model_cfg["tau"] = {int(k): v for k, v in model_cfg["tau"].items()}
+    if "conv" in model_cfg:  # a convolutional first layer in front of the widths
+        conv_cfg = dict(model_cfg.pop("conv"))
+        _check_keys(conv_cfg, set(inspect.signature(Conv2d).parameters), "model.conv")
+        model_cfg["layers"] = [Conv2d(**conv_cfg)] + list(model_cfg.get("layers", []))
     model = NNBCD(compress=compress, **model_cfg)
     model.fit(Xtr, ytr, Xte, yte, verbose=verbose, **fit_cfg)
     res = model.result_
