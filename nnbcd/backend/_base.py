@@ -186,6 +186,12 @@ class Backend:
         y = trsm(1.0, factor, y, side=0, lower=0, trans_a=0, overwrite_b=1)
         return y.T
 
+    def solve_triangular_right(self, factor: Any, b: Any) -> Any:
+        r""":math:`B R^{-1}` with the Cholesky factor :math:`R` of :meth:`cho_factor` (:math:`A = R^TR`)."""
+        trsm = get_blas_funcs("trsm", (factor, b))
+        y = b.T.copy(order="F")  # X^T = R^{-T} B^T: one triangular solve from the left
+        return trsm(1.0, factor, y, side=0, lower=0, trans_a=1, overwrite_b=1).T
+
     def svd(self, a: Any) -> tuple:
         """Thin SVD ``(U, s, Vt)`` (LAPACK gesdd)."""
         return scipy.linalg.svd(a, full_matrices=False, check_finite=False, lapack_driver="gesdd")
@@ -203,11 +209,13 @@ class Backend:
         return scipy.linalg.qr(a, mode="economic", overwrite_a=True, check_finite=False)[0]
 
     def eigh_top(self, a: Any, k: int) -> tuple:
-        """The ``k`` largest eigenpairs of a symmetric matrix, descending (LAPACK ``syevr`` subset:
-        the other eigenvectors are never computed)."""
-        n = a.shape[0]
-        w, v = scipy.linalg.eigh(a, subset_by_index=[n - k, n - 1], driver="evr", check_finite=False)
-        return w[::-1], v[:, ::-1]
+        """The ``k`` largest eigenpairs of a symmetric matrix, descending.
+
+        Divide and conquer (``syevd``) on the whole matrix, then the top ``k``: at the sizes TT-SVD meets
+        (n ≲ 300) it is 4-6x faster than ``syevr`` asked for the subset only (measured).
+        """
+        w, v = scipy.linalg.eigh(a, driver="evd", check_finite=False)
+        return w[::-1][:k], v[:, ::-1][:, :k]
 
     def add_diag(self, a: Any, value: float) -> Any:
         """``a += value * I`` in place (square ``a``)."""

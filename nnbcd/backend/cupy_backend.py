@@ -56,6 +56,10 @@ class CupyBackend(Backend):
         g *= scale
         return self.cho_factor(self.add_diag(g, shift))
 
+    def solve_triangular_right(self, factor: Any, b: Any) -> Any:
+        # factor is L with A = L L^T, so R = L^T and B R^{-1} = (L^{-1} B^T)^T
+        return cpx_linalg.solve_triangular(factor, b.T, lower=True).T
+
     def svd(self, a: Any) -> tuple:
         return cupy.linalg.svd(a, full_matrices=False)
 

@@ -66,9 +66,26 @@ def _truncate(m: Any, r: int, be: Any, method: str) -> Tuple[Any, Any]:
         _, q = be.eigh_top(be.gram(m), r)
     else:
         _, v = be.eigh_top(be.gram(m.T), r)
-        q = be.qr_q(be.matmul(m, v))
+        q = _orthonormal_basis(be.matmul(m, v), be)
     q = be.xp.ascontiguousarray(q)
     return q, be.matmul(q.T, m)
+
+
+def _orthonormal_basis(y: Any, be: Any) -> Any:
+    """Q of a tall ``y`` by CholeskyQR2 (twice: Gram, Cholesky :math:`R`, :math:`Y R^{-1}`; BLAS-3 only),
+    checked: if the Gram is not positive definite or :math:`Q^TQ` misses the identity by more than
+    :math:`\\sqrt{\\epsilon}`, a Householder QR is used instead."""
+    q = y
+    try:
+        for _ in range(2):
+            q = be.solve_triangular_right(be.cho_factor_gram(q.T, 1.0, 0.0), q)
+    except np.linalg.LinAlgError:
+        return be.qr_q(y)
+    off = be.gram(q.T)
+    be.add_diag(off, -1.0)
+    if float(be.xp.abs(off).max()) > math.sqrt(float(np.finfo(y.dtype).eps)):
+        return be.qr_q(y)
+    return q
 
 
 def tt_svd(tensor: Any, rank: "int | Sequence[int]", be: Any, method: str = "full") -> List[Any]:
