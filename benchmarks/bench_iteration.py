@@ -10,7 +10,8 @@ the forms the solver picks), the BLAS GEMM rate measured in the same run, and
     time / floor,   floor = FLOPs / measured GEMM rate,
 
 plus a "naive" row: the spec's reference formulation (explicit inverses, Grams recomputed every
-sweep, no Woodbury, prox with temporaries) timed the same way.
+sweep, no Woodbury, prox with temporaries) timed the same way, and a "numba+tt" row: the same sweep
+with the har4 preset's TT compression blocks (r = 80 on W_1..W_4) and the share of time they take.
 """
 from __future__ import annotations
 
@@ -88,19 +89,29 @@ def naive_sweep(st, hp):
             hp.alpha * np.eye(vin.shape[0], dtype=vin.dtype) + hp.rho * vin @ vin.T)
 
 
-def _state(backend, dtype, n):
+def har_tt():
+    """The har4 preset's compression: TT r = 80 on W_1..W_4 with the reference's modes (spec §3.3)."""
+    from nnbcd.compress import TT
+
+    w1 = TT(rank=80, shape=(6, 22, 34, 2, 2, 2, 2, 2, 2, 2), rank_initial=400)
+    w23 = TT(rank=80, shape=(4,) * 10, rank_initial=400)
+    w4 = TT(rank=80, shape=(4,) * 9 + (2,), rank_initial=400)
+    return {1: w1, 2: w23, 3: w23, 4: w4}
+
+
+def _state(backend, dtype, n, compress=None):
     rng = np.random.default_rng(0)
     X = rng.uniform(-1, 1, (n, WIDTHS[0]))
     y = rng.integers(0, WIDTHS[-1], n)
     m = NNBCD(WIDTHS, gamma=0.5, rho=0.5, alpha=1.0, backend=backend, dtype=dtype, seed=10,
-              init_scale=0.2)
+              init_scale=0.2, compress=compress, tau=5.0 if compress else 0.0)
     m.fit(X, y, max_iter=0)
     return m.state_
 
 
-def time_sweeps(backend, dtype, n, repeats):
+def time_sweeps(backend, dtype, n, repeats, compress=None):
     be = get_backend(backend)
-    st = _state(backend, dtype, n)
+    st = _state(backend, dtype, n, compress)
     hp = Hyper(gamma=0.5, rho=0.5, alpha=1.0, alpha_w=1.0, alpha_b=1.0, kappa=1.0)
     ws = Workspace(st, be)
     sweep(st, hp, be, ws, track=False)  # compile kernels, cache the first-layer factor
@@ -132,6 +143,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--dtypes", default="float32,float64")
     ap.add_argument("--backends", default="numpy,numba")
+    ap.add_argument("--tt", action=argparse.BooleanOptionalAction, default=True,
+                    help="also time the har4 TT preset's sweep (numba) and its compression share")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_iteration.json"))
     args = ap.parse_args()
     from threadpoolctl import threadpool_info
@@ -156,6 +169,14 @@ def main():
                              time_over_floor=t / floor, speedup_vs_naive=t_naive / t, blocks_s=blocks))
             print(f"{backend:>8} {dtype:>8} {t:8.3f} {rate / 1e9:10.1f} {floor:8.3f} {t / floor:10.2f} "
                   f"{t_naive / t:10.2f}  {blocks['time_V']:.3f} {blocks['time_U']:.3f} {blocks['time_W']:.3f}")
+        if args.tt:
+            t, blocks = time_sweeps("numba", dtype, args.n, args.repeats, har_tt())
+            share = blocks["time_comp"] / t
+            rows.append(dict(backend="numba+tt", dtype=dtype, sweep_s=t, floor_s=floor, blocks_s=blocks,
+                             comp_share=share, gemm_gflops=rate / 1e9, time_over_floor=t / floor))
+            print(f"{'numba+tt':>8} {dtype:>8} {t:8.3f} {'':>10} {'':>8} {'':>10} {'':>10}  "
+                  f"V {blocks['time_V']:.3f} U {blocks['time_U']:.3f} W {blocks['time_W']:.3f} "
+                  f"TT {blocks['time_comp']:.3f} ({100 * share:.1f} % of the sweep)")
     payload = {
         "widths": WIDTHS, "n": args.n, "repeats": args.repeats, "sweep_flops": flops, "rows": rows,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
