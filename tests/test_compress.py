@@ -108,3 +108,21 @@ def test_compress_errors(digits):
         _fit(digits, {1: "tt"})
     with pytest.raises(ValueError, match="tau has keys"):
         _fit(digits, {1: Prune(0.5)}, tau={3: 1.0})
+
+
+def test_breast_cancer_pruned_keeps_balanced_accuracy():
+    """90 % split pruning of W_1, W_2 keeps the balanced accuracy within 3 points of the dense net."""
+    from nnbcd.data.embedded import load_breast_cancer
+
+    Xtr, ytr, Xte, yte = load_breast_cancer()
+    kw = dict(gamma=1.0, rho=1.0, alpha=1.0, dtype="float64", seed=0, monitor_every=300)
+
+    def bacc(m):
+        pred = m.predict(Xte)
+        return np.mean([np.mean(pred[yte == c] == c) for c in (0, 1)])
+
+    dense = nnbcd.NNBCD((30, 300, 100, 2), **kw).fit(Xtr, ytr, max_iter=300)
+    pruned = nnbcd.NNBCD((30, 300, 100, 2), compress={1: Prune(0.9), 2: Prune(0.9)}, tau=200.0, **kw)
+    pruned.fit(Xtr, ytr, max_iter=300)
+    assert np.count_nonzero(pruned.weights_[0]) == 900 and np.count_nonzero(pruned.weights_[1]) == 3000
+    assert bacc(pruned) >= bacc(dense) - 0.03
