@@ -200,6 +200,10 @@ class Backend:
         """Singular values only (no vectors are computed)."""
         return scipy.linalg.svdvals(a, check_finite=False)
 
+    def eigvalsh(self, a: Any) -> Any:
+        """Eigenvalues of a symmetric matrix, ascending (no eigenvectors)."""
+        return scipy.linalg.eigh(a, eigvals_only=True, driver="evd", check_finite=False)
+
     def eigh(self, a: Any) -> tuple:
         """Eigen-decomposition of a symmetric matrix ``(w, V)``, ascending ``w``."""
         return scipy.linalg.eigh(a, check_finite=False)

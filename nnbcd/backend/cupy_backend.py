@@ -66,6 +66,9 @@ class CupyBackend(Backend):
     def svdvals(self, a: Any) -> Any:
         return cupy.linalg.svd(a, compute_uv=False)
 
+    def eigvalsh(self, a: Any) -> Any:
+        return cupy.linalg.eigvalsh(a)
+
     def eigh(self, a: Any) -> tuple:
         return cupy.linalg.eigh(a)
 
