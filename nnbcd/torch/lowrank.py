@@ -1,0 +1,279 @@
+r"""Low-rank replacement of ``Linear`` and ``Conv2d`` layers with ranks from EVBMF (arXiv 2408.16289).
+
+* ``Linear`` (and 1×1 ``Conv2d``): SVD split :math:`W \approx (U_r\Sigma_r^{1/2})(\Sigma_r^{1/2}V_r^T)`, two
+  layers; :math:`\|W - BA\|_F^2 = \sum_{h>r}\sigma_h^2`.
+* ``Conv2d`` (groups = 1): Tucker-2 by truncated HOSVD, :math:`W \approx G\times_0 U_{out}\times_1 U_{in}`,
+  replaced by 1×1 (in→r_in) → k×k core (r_in→r_out, the original stride/padding/dilation) → 1×1 (r_out→out,
+  the original bias). Exact when the ranks are full, because 1×1 channel mixing commutes with padding and
+  strided sampling.
+
+Ranks: EVBMF (:func:`nnbcd.ops.vbmf.evbmf`) on the weight (Linear) or on the two mode unfoldings of the
+kernel (Conv2d), then the spec's post-processing: rank-0 policy, optional weakening, clamping, and a
+benefit check (a layer is replaced only if its parameter count drops). Layers that cannot be handled
+(groups > 1, transposed convolutions, no benefit, rank 0 with ``on_zero="keep"``) are left as they are
+and listed in the report with the reason.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..ops.vbmf import evbmf
+
+__all__ = ["LayerReport", "LowRankReport", "decompose", "estimate_ranks"]
+
+
+@dataclass
+class LayerReport:
+    """One row of the report: what was done to one layer and what it costs."""
+
+    name: str
+    kind: str
+    shape: tuple
+    ranks: tuple
+    action: str
+    params_before: int
+    params_after: int
+    rel_error: float = 0.0
+    macs_before: Optional[int] = None
+    macs_after: Optional[int] = None
+    sigma2: tuple = ()
+
+
+@dataclass
+class LowRankReport:
+    """Per-layer rows and totals (parameters of the whole model, MACs for one example input)."""
+
+    layers: List[LayerReport] = field(default_factory=list)
+    params_before: int = 0
+    params_after: int = 0
+    macs_before: Optional[int] = None
+    macs_after: Optional[int] = None
+
+    @property
+    def ratio(self) -> float:
+        return self.params_after / self.params_before
+
+    def table(self) -> str:
+        head = f"{'layer':<20} {'shape':<18} {'ranks':<10} {'action':<24} {'params':>15} {'rel err':>8}"
+        rows = [head] + [
+            f"{r.name:<20} {str(r.shape):<18} {str(r.ranks):<10} {r.action:<24} "
+            f"{r.params_before:>7}->{r.params_after:<7} {r.rel_error:8.4f}" for r in self.layers]
+        rows.append(f"total parameters {self.params_before} -> {self.params_after} (ratio {self.ratio:.4f})")
+        if self.macs_before:
+            rows.append(f"total MACs per input {self.macs_before} -> {self.macs_after}")
+        return "\n".join(rows)
+
+
+def _unfoldings(w: torch.Tensor) -> List[np.ndarray]:
+    a = w.detach().to("cpu", torch.float64).numpy()
+    if a.ndim == 2:
+        return [a]
+    return [a.reshape(a.shape[0], -1), a.transpose(1, 0, 2, 3).reshape(a.shape[1], -1)]
+
+
+def _post(rank: int, full: int, on_zero: str, r_min: int, weaken: float) -> int:
+    if rank == 0:
+        if on_zero == "error":
+            raise ValueError("EVBMF returned rank 0 and on_zero='error'")
+        if on_zero == "keep":
+            return 0
+        rank = r_min
+    rank = max(r_min, math.floor(full - weaken * (full - rank)))
+    return int(min(max(rank, 1), full))
+
+
+def estimate_ranks(model: nn.Module, on_zero: str = "keep", r_min: int = 1, weaken: float = 1.0,
+                   tau_mode: str = "approx") -> Dict[str, Tuple[Tuple[int, ...], Tuple[float, ...]]]:
+    """EVBMF ranks of every Linear and groups-1 Conv2d: ``{name: (ranks, sigma2s)}``.
+
+    Linear and 1×1 conv: one rank on the ``out×in`` matrix. Conv2d: ``(r_out, r_in)`` from the mode-0
+    and mode-1 unfoldings. A rank of 0 is returned as 0 when ``on_zero="keep"``.
+    """
+    if on_zero not in ("keep", "min", "error"):
+        raise ValueError(f"on_zero={on_zero!r} is not one of ('keep', 'min', 'error')")
+    if not 0.0 <= weaken <= 1.0:
+        raise ValueError(f"weaken must be in [0, 1], got {weaken!r}")
+    out = {}
+    for name, mod in model.named_modules():
+        if not _supported(mod)[0]:
+            continue
+        w = mod.weight
+        if not torch.isfinite(w).all():
+            raise ValueError(f"layer {name!r} has non-finite weights")
+        mats = _unfoldings(w[:, :, 0, 0] if _is_pointwise(mod) else w)
+        res = [evbmf(m, tau_mode=tau_mode) for m in mats]
+        ranks = tuple(_post(r.rank, min(m.shape) if len(mats) == 1 else m.shape[0], on_zero, r_min, weaken)
+                      for r, m in zip(res, mats))
+        out[name] = (ranks, tuple(r.sigma2 for r in res))
+    return out
+
+
+def _is_pointwise(mod: nn.Module) -> bool:
+    return isinstance(mod, nn.Conv2d) and mod.kernel_size == (1, 1)
+
+
+def _supported(mod: nn.Module) -> Tuple[bool, str]:
+    if isinstance(mod, nn.Linear):
+        return True, ""
+    if isinstance(mod, nn.Conv2d):
+        if mod.groups != 1:
+            return False, f"groups={mod.groups}"
+        return True, ""
+    return False, ""
+
+
+def _svd_split(mod: nn.Module, r: int) -> Tuple[nn.Module, float]:
+    pointwise = isinstance(mod, nn.Conv2d)
+    w = mod.weight.detach()
+    mat = w[:, :, 0, 0] if pointwise else w
+    u, s, vh = torch.linalg.svd(mat.to(torch.float64), full_matrices=False)
+    root = s[:r].sqrt()
+    a = (root[:, None] * vh[:r]).to(w.dtype)
+    b = (u[:, :r] * root).to(w.dtype)
+    err = float(s[r:].square().sum().sqrt() / s.square().sum().sqrt())
+    kw = dict(device=w.device, dtype=w.dtype)
+    if pointwise:
+        first = nn.Conv2d(mod.in_channels, r, 1, stride=mod.stride, padding=mod.padding, dilation=mod.dilation,
+                          padding_mode=mod.padding_mode, bias=False, **kw)
+        second = nn.Conv2d(r, mod.out_channels, 1, bias=mod.bias is not None, **kw)
+        first.weight.data.copy_(a[:, :, None, None])
+        second.weight.data.copy_(b[:, :, None, None])
+    else:
+        first = nn.Linear(mod.in_features, r, bias=False, **kw)
+        second = nn.Linear(r, mod.out_features, bias=mod.bias is not None, **kw)
+        first.weight.data.copy_(a)
+        second.weight.data.copy_(b)
+    if mod.bias is not None:
+        second.bias.data.copy_(mod.bias.detach())
+    return nn.Sequential(first, second), err
+
+
+def _leading_left(mat: torch.Tensor, r: int) -> torch.Tensor:
+    u, _, _ = torch.linalg.svd(mat, full_matrices=False)
+    u = u[:, :r]
+    # sign convention: the largest-magnitude entry of each column is positive (reproducible factors)
+    idx = u.abs().argmax(dim=0)
+    return u * torch.sign(u[idx, torch.arange(r)])
+
+
+def _tucker2(mod: nn.Conv2d, r_out: int, r_in: int) -> Tuple[nn.Module, float]:
+    w = mod.weight.detach()
+    w64 = w.to(torch.float64)
+    out_c, in_c, kh, kw_ = w.shape
+    u_out = _leading_left(w64.reshape(out_c, -1), r_out)
+    u_in = _leading_left(w64.transpose(0, 1).reshape(in_c, -1), r_in)
+    core = torch.einsum("oikl,oa,ib->abkl", w64, u_out, u_in)
+    err = float((w64.square().sum() - core.square().sum()).clamp_min(0).sqrt() / w64.square().sum().sqrt())
+    kw = dict(device=w.device, dtype=w.dtype)
+    first = nn.Conv2d(in_c, r_in, 1, bias=False, **kw)
+    middle = nn.Conv2d(r_in, r_out, (kh, kw_), stride=mod.stride, padding=mod.padding, dilation=mod.dilation,
+                       padding_mode=mod.padding_mode, bias=False, **kw)
+    last = nn.Conv2d(r_out, out_c, 1, bias=mod.bias is not None, **kw)
+    first.weight.data.copy_(u_in.T[:, :, None, None].to(w.dtype))
+    middle.weight.data.copy_(core.to(w.dtype))
+    last.weight.data.copy_(u_out[:, :, None, None].to(w.dtype))
+    if mod.bias is not None:
+        last.bias.data.copy_(mod.bias.detach())
+    return nn.Sequential(first, middle, last), err
+
+
+def _macs(model: nn.Module, example: Optional[torch.Tensor]) -> Dict[str, int]:
+    """Multiply-accumulates of every Linear/Conv2d for one forward pass of ``example``."""
+    if example is None:
+        return {}
+    out: Dict[str, int] = {}
+    hooks = []
+    for name, mod in model.named_modules():
+        if isinstance(mod, (nn.Linear, nn.Conv2d)):
+            def hook(m, inp, res, name=name):  # type: ignore[no-untyped-def]
+                per = m.weight[0].numel() if isinstance(m, nn.Conv2d) else m.in_features
+                out[name] = out.get(name, 0) + int(res.numel() // res.shape[0]) * per
+            hooks.append(mod.register_forward_hook(hook))
+    with torch.no_grad():
+        model(example)
+    for h in hooks:
+        h.remove()
+    return out
+
+
+def decompose(model: nn.Module, ranks: Optional[Dict[str, Any]] = None, *, on_zero: str = "keep",
+              r_min: int = 1, weaken: float = 1.0, skip: Tuple[str, ...] = (),
+              example_input: Optional[torch.Tensor] = None) -> Tuple[nn.Module, LowRankReport]:
+    """Return a copy of ``model`` with its Linear/Conv2d layers replaced by low-rank factors, and a report.
+
+    Parameters
+    ----------
+    ranks : {name: int | (r_out, r_in)}, optional
+        Ranks to use; default EVBMF (:func:`estimate_ranks`). A layer missing from a given dict is kept.
+    on_zero, r_min, weaken
+        Rank post-processing (see :func:`estimate_ranks`).
+    skip : names of layers to leave as they are (e.g. the final classifier).
+    example_input : tensor, optional
+        One input batch: the report then also counts MACs before and after.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    estimated = estimate_ranks(model, on_zero, r_min, weaken) if ranks is None else None
+    new = copy.deepcopy(model)
+    report = LowRankReport(params_before=sum(p.numel() for p in model.parameters()))
+    macs_before = _macs(model, example_input)
+    replacements = {}
+    for name, mod in model.named_modules():
+        ok, reason = _supported(mod)
+        if not ok:
+            if reason:
+                report.layers.append(LayerReport(name, type(mod).__name__, tuple(mod.weight.shape), (),
+                                                 f"kept ({reason})", mod.weight.numel(), mod.weight.numel()))
+            continue
+        w = mod.weight
+        n_w = w.numel()
+        if name in skip or (ranks is not None and name not in ranks):
+            report.layers.append(LayerReport(name, type(mod).__name__, tuple(w.shape), (), "kept (not selected)",
+                                             n_w, n_w))
+            continue
+        if estimated is not None:
+            r, s2 = estimated[name]
+        else:
+            given = ranks[name]
+            r, s2 = (tuple(given) if isinstance(given, (tuple, list)) else (int(given),)), ()
+        tucker = isinstance(mod, nn.Conv2d) and not _is_pointwise(mod)
+        if any(x < 1 for x in r) or len(r) != (2 if tucker else 1):
+            report.layers.append(LayerReport(name, type(mod).__name__, tuple(w.shape), r, "kept (rank 0)", n_w, n_w,
+                                             sigma2=s2))
+            continue
+        if tucker:
+            out_c, in_c, kh, kw_ = w.shape
+            r_out, r_in = min(r[0], out_c, r[1] * kh * kw_), min(r[1], in_c, r[0] * kh * kw_)
+            r = (r_out, r_in)
+            n_new = in_c * r_in + r_in * r_out * kh * kw_ + r_out * out_c
+        else:
+            out_c, in_c = w.shape[:2]
+            r = (min(r[0], out_c, in_c),)
+            n_new = r[0] * (in_c + out_c)
+        if n_new >= n_w:
+            report.layers.append(LayerReport(name, type(mod).__name__, tuple(w.shape), r,
+                                             "kept (no parameter saving)", n_w, n_w, sigma2=s2))
+            continue
+        block, err = _tucker2(mod, *r) if tucker else _svd_split(mod, r[0])
+        replacements[name] = block
+        report.layers.append(LayerReport(name, type(mod).__name__, tuple(w.shape), r,
+                                         "tucker2" if tucker else "svd split", n_w, n_new, err, sigma2=s2))
+    for name, block in replacements.items():
+        parent_name, _, child = name.rpartition(".")
+        parent = new.get_submodule(parent_name) if parent_name else new
+        setattr(parent, child, block)
+    report.params_after = sum(p.numel() for p in new.parameters())
+    if example_input is not None:
+        macs_after = _macs(new, example_input)
+        report.macs_before, report.macs_after = sum(macs_before.values()), sum(macs_after.values())
+        for row in report.layers:
+            row.macs_before = macs_before.get(row.name)
+            row.macs_after = sum(v for k, v in macs_after.items() if k == row.name or k.startswith(row.name + "."))
+    return new, report

@@ -1,0 +1,104 @@
+r"""Orthogonal regularisers for training before low-rank compression (Bansal et al. 2018 forms).
+
+A weight's matrix view is :math:`W` (out×in) for Linear and :math:`\mathrm{reshape}(W, (out, in\cdot k_h k_w))`
+for Conv2d; :math:`G = WW^T` if out ≤ in else :math:`W^TW` (the smaller side, size k), gain g:
+
+* ``"so"``: :math:`\lambda\|G - g^2I_k\|_F^2`
+* ``"dso"``: :math:`\lambda(\|W^TW - g^2I\|_F^2 + \|WW^T - g^2I\|_F^2)`
+* ``"srip"``: :math:`\lambda\,\sigma_{\max}(G - g^2I)` by power iteration (differentiable through the
+  final Rayleigh quotient)
+* ``"offdiag"``: :math:`\lambda\|G\odot(1-I)\|_F^2`
+
+A strong ``"so"`` penalty on full weights flattens the spectrum EVBMF relies on: keep λ small.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+__all__ = ["PENALTIES", "orthogonal_penalty", "regularised_layers", "train_epochs"]
+
+
+def _matrix(w: torch.Tensor) -> torch.Tensor:
+    return w.reshape(w.shape[0], -1)
+
+
+def _gram(m: torch.Tensor) -> torch.Tensor:
+    return m @ m.T if m.shape[0] <= m.shape[1] else m.T @ m
+
+
+def _so(m: torch.Tensor, g: float, n_iter: int) -> torch.Tensor:
+    gm = _gram(m)
+    return (gm - g * g * torch.eye(gm.shape[0], dtype=m.dtype, device=m.device)).square().sum()
+
+
+def _dso(m: torch.Tensor, g: float, n_iter: int) -> torch.Tensor:
+    eye = lambda n: torch.eye(n, dtype=m.dtype, device=m.device)  # noqa: E731
+    return ((m.T @ m - g * g * eye(m.shape[1])).square().sum() + (m @ m.T - g * g * eye(m.shape[0])).square().sum())
+
+
+def _srip(m: torch.Tensor, g: float, n_iter: int) -> torch.Tensor:
+    gm = _gram(m)
+    a = gm - g * g * torch.eye(gm.shape[0], dtype=m.dtype, device=m.device)
+    v = torch.randn(a.shape[0], dtype=m.dtype, device=m.device)
+    with torch.no_grad():
+        for _ in range(n_iter):
+            v = a @ v
+            v = v / v.norm().clamp_min(1e-30)
+    return (a @ v).norm()
+
+
+def _offdiag(m: torch.Tensor, g: float, n_iter: int) -> torch.Tensor:
+    gm = _gram(m)
+    return (gm - torch.diag(torch.diagonal(gm))).square().sum()
+
+
+PENALTIES: dict = {"so": _so, "dso": _dso, "srip": _srip, "offdiag": _offdiag}
+
+
+def regularised_layers(model: nn.Module, exclude_last_linear: bool = True) -> List[Tuple[str, nn.Module]]:
+    """Every groups-1 Conv2d and every Linear except (by default) the last one, the classifier."""
+    layers = [(n, m) for n, m in model.named_modules()
+              if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1)]
+    linear = [n for n, m in layers if isinstance(m, nn.Linear)]
+    if exclude_last_linear and linear:
+        layers = [(n, m) for n, m in layers if n != linear[-1]]
+    return layers
+
+
+def orthogonal_penalty(weights: Iterable[torch.Tensor], kind: str = "so", lam: float = 1e-4, gain: float = 1.0,
+                       n_power_iter: int = 2) -> torch.Tensor:
+    """:math:`\\sum` over ``weights`` of the chosen penalty (add it to the training loss)."""
+    if kind not in PENALTIES:
+        raise ValueError(f"kind={kind!r} is not one of {sorted(PENALTIES)}")
+    if lam < 0:
+        raise ValueError(f"lam must be ≥ 0, got {lam!r}")
+    fn = PENALTIES[kind]
+    terms = [fn(_matrix(w), gain, n_power_iter) for w in weights]
+    if not terms:
+        raise ValueError("weights is empty: nothing to regularise")
+    return lam * torch.stack(terms).sum()
+
+
+def train_epochs(model: nn.Module, loader: Iterable, epochs: int, lr: float = 1e-3,
+                 penalty: Optional[Callable[[nn.Module], torch.Tensor]] = None,
+                 on_epoch: Optional[Callable[[int, float], None]] = None) -> nn.Module:
+    """A small Adam training loop (cross entropy + optional penalty) used by the example."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    loss_fn = nn.CrossEntropyLoss()
+    for epoch in range(epochs):
+        model.train()
+        total = 0.0
+        for xb, yb in loader:
+            opt.zero_grad()
+            loss = loss_fn(model(xb), yb)
+            if penalty is not None:
+                loss = loss + penalty(model)
+            loss.backward()
+            opt.step()
+            total += float(loss)
+        if on_epoch is not None:
+            on_epoch(epoch, total)
+    return model
