@@ -18,7 +18,7 @@ invariant), :math:`\alpha = L/M`, singular values :math:`\gamma_1\ge\dots\ge\gam
   :math:`q_h = 1 - (L+M)\hat\sigma^2/\gamma_h^2`.
 
 Only singular values (and :math:`\|Y\|_F^2`, computed directly) are needed: they come from the backend
-without singular vectors (eigenvalues of the :math:`L\times L` Gram when :math:`M \ge 4L`).
+without singular vectors (eigenvalues of the :math:`L\times L` Gram).
 """
 from __future__ import annotations
 
@@ -107,18 +107,17 @@ def _validate(y: Any, name: str) -> None:
 
 
 def singular_values(y: Any, be: Any) -> np.ndarray:
-    """Singular values of ``y`` (descending, host float64) without singular vectors.
+    r"""Singular values of ``y`` (descending, host float64) without singular vectors.
 
-    For :math:`M \\ge 4L` (after orienting :math:`L\\le M`) the eigenvalues of the :math:`L\\times L`
-    Gram are used: one ``syrk`` and an :math:`L^3` eigensolve, and squaring loses accuracy only in the
-    small singular values, which enter the objective through :math:`\\|Y\\|_F^2` (computed directly).
+    The eigenvalues of the :math:`L\times L` Gram (after orienting :math:`L\le M`): one ``syrk`` and a
+    divide-and-conquer eigensolve, several times faster than an SVD without vectors even for square
+    matrices (``benchmarks/bench_vbmf.py``). Squaring loses accuracy (absolute :math:`\epsilon\gamma_1^2`
+    in :math:`\gamma_h^2`) only in the small singular values, which enter the objective through
+    :math:`\|Y\|_F^2`, computed directly.
     """
-    L, M = sorted(y.shape)
-    if M >= 4 * L:
-        g = be.gram(y if y.shape[0] <= y.shape[1] else y.T)
-        lam = be.to_numpy(be.eigvalsh(g)).astype(np.float64)
-        return np.sqrt(np.maximum(lam[::-1], 0.0))
-    return be.to_numpy(be.svdvals(y)).astype(np.float64)
+    g = be.gram(y if y.shape[0] <= y.shape[1] else y.T)
+    lam = be.to_numpy(be.eigvalsh(g)).astype(np.float64)
+    return np.sqrt(np.maximum(lam[::-1], 0.0))
 
 
 def _batched_singular_values(stack: Any, be: Any) -> np.ndarray:
@@ -126,11 +125,8 @@ def _batched_singular_values(stack: Any, be: Any) -> np.ndarray:
     xp = be.xp
     if stack.shape[1] > stack.shape[2]:
         stack = stack.transpose(0, 2, 1)
-    L, M = stack.shape[1:]
-    if M >= 4 * L:
-        lam = be.to_numpy(xp.linalg.eigvalsh(xp.matmul(stack, stack.transpose(0, 2, 1)))).astype(np.float64)
-        return np.sqrt(np.maximum(lam[:, ::-1], 0.0))
-    return be.to_numpy(xp.linalg.svd(stack, compute_uv=False)).astype(np.float64)
+    lam = be.to_numpy(xp.linalg.eigvalsh(xp.matmul(stack, stack.transpose(0, 2, 1)))).astype(np.float64)
+    return np.sqrt(np.maximum(lam[:, ::-1], 0.0))
 
 
 def evbmf_from_singular_values(s: np.ndarray, fro2: float, shape: tuple, H: Optional[int] = None,
