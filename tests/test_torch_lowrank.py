@@ -99,3 +99,17 @@ def test_orthogonal_penalties_vanish_on_orthonormal_and_match_autograd():
     assert srip == pytest.approx(float(torch.linalg.eigvalsh(gm).abs().max()), rel=1e-6)
     with pytest.raises(ValueError, match="kind"):
         orthogonal_penalty([a], "l1")
+
+
+def test_digits_example_runs_small(tmp_path):
+    import json
+
+    from nnbcd.torch.lowrank_example import run
+
+    out = run({"method": "lowrank", "channels": 8, "hidden": 16, "epochs": 1, "finetune_epochs": 1}, tmp_path,
+              verbose=False)
+    res = json.loads((tmp_path / "lowrank.json").read_text())
+    assert len(res["rows"]) == 2 and (tmp_path / "spectra.png").stat().st_size > 1000
+    assert out["preset"] == "digits_lowrank"
+    with pytest.raises(ValueError, match="unknown key"):
+        run({"chanels": 8}, tmp_path, verbose=False)
