@@ -62,7 +62,8 @@ def test_evbmf_ranks_of_a_tucker_kernel():
     row = rep.layers[0]
     assert row.ranks == (12, 20) and row.action == "tucker2" and row.rel_error < 1e-2
     x = torch.randn(2, 32, 8, 8, dtype=torch.float64)
-    assert float((new(x) - conv(x)).norm() / conv(x).norm()) < 1e-2
+    with torch.no_grad():
+        assert float((new(x) - conv(x)).norm() / conv(x).norm()) < 1e-2
     assert rep.macs_after < rep.macs_before and rep.params_after < rep.params_before
     # the decomposed model's state dict round-trips into a fresh copy of it
     twin, _ = decompose(model, ranks={"0": (12, 20)})
@@ -113,3 +114,23 @@ def test_digits_example_runs_small(tmp_path):
     assert out["preset"] == "digits_lowrank"
     with pytest.raises(ValueError, match="unknown key"):
         run({"chanels": 8}, tmp_path, verbose=False)
+
+
+def test_global_budget_is_respected_and_spent_on_energy():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(16, 32, 3), nn.ReLU(), nn.Flatten(), nn.Linear(32, 64), nn.Linear(64, 40))
+    with torch.no_grad():  # make the Linear clearly low rank: the budget should go to the others
+        u, v = torch.randn(64, 3), torch.randn(3, 32)
+        model[3].weight.copy_(u @ v + 1e-6 * torch.randn(64, 32))
+    from nnbcd.torch.lowrank import budget_ranks
+
+    ranks = budget_ranks(model, 0.3)
+    sizes = {"0": 32 * 16 * 9, "3": 64 * 32, "4": 40 * 64}
+    used = (16 * ranks["0"][1] + ranks["0"][1] * ranks["0"][0] * 9 + ranks["0"][0] * 32
+            + ranks["3"][0] * (64 + 32) + ranks["4"][0] * (40 + 64))
+    assert used <= 0.3 * sum(sizes.values())
+    assert ranks["3"][0] <= 4  # energy beyond rank 3 is ~0: not worth parameters
+    new, rep = decompose(model, budget=0.3)
+    assert rep.params_after < rep.params_before
+    with pytest.raises(ValueError, match="budget"):
+        budget_ranks(model, 1.5)

@@ -26,7 +26,7 @@ from torch import nn
 
 from ..ops.vbmf import evbmf
 
-__all__ = ["LayerReport", "LowRankReport", "decompose", "estimate_ranks"]
+__all__ = ["LayerReport", "LowRankReport", "budget_ranks", "decompose", "estimate_ranks"]
 
 
 @dataclass
@@ -113,6 +113,55 @@ def estimate_ranks(model: nn.Module, on_zero: str = "keep", r_min: int = 1, weak
                       for r, m in zip(res, mats))
         out[name] = (ranks, tuple(r.sigma2 for r in res))
     return out
+
+
+def budget_ranks(model: nn.Module, budget: float, skip: Tuple[str, ...] = ()) -> Dict[str, Tuple[int, ...]]:
+    r"""Ranks that fit a global parameter budget: a fraction ``budget`` of the selected layers' weights.
+
+    Greedy on normalised energy per parameter: every layer starts at rank 1 (each Tucker-2 mode at 1)
+    and the step with the largest gain :math:`\sigma_{h}^2/\|W\|_F^2` per added parameter is taken until
+    the budget would be exceeded. Conv2d modes use the singular values of their unfoldings.
+    """
+    if not 0.0 < budget < 1.0:
+        raise ValueError(f"budget must be in (0, 1), got {budget!r}")
+    layers = {}
+    for name, mod in model.named_modules():
+        if name in skip or not _supported(mod)[0]:
+            continue
+        w = mod.weight.detach()
+        if not torch.isfinite(w).all():
+            raise ValueError(f"layer {name!r} has non-finite weights")
+        mats = _unfoldings(w[:, :, 0, 0] if _is_pointwise(mod) else w)
+        energy = [np.linalg.svd(m, compute_uv=False) ** 2 / (m ** 2).sum() for m in mats]
+        layers[name] = (tuple(w.shape), energy)
+
+    def params(shape: tuple, r: list) -> int:
+        if len(r) == 1:
+            return r[0] * (shape[0] + shape[1])
+        return shape[1] * r[1] + r[1] * r[0] * shape[2] * shape[3] + r[0] * shape[0]
+
+    ranks = {n: [1] * len(e) for n, (_, e) in layers.items()}
+    total = sum(params(layers[n][0], r) for n, r in ranks.items())
+    limit = budget * sum(int(np.prod(shape)) for shape, _ in layers.values())
+    while True:
+        best = None
+        for n, (shape, energy) in layers.items():
+            for k, e in enumerate(energy):
+                r = ranks[n]
+                if r[k] >= len(e):
+                    continue
+                trial = r.copy()
+                trial[k] += 1
+                extra = params(shape, trial) - params(shape, r)
+                gain = e[r[k]] / max(extra, 1)
+                if total + extra <= limit and (best is None or gain > best[0]):
+                    best = (gain, n, k, extra)
+        if best is None:
+            break
+        _, n, k, extra = best
+        ranks[n][k] += 1
+        total += extra
+    return {n: tuple(r) for n, r in ranks.items()}
 
 
 def _is_pointwise(mod: nn.Module) -> bool:
@@ -203,8 +252,8 @@ def _macs(model: nn.Module, example: Optional[torch.Tensor]) -> Dict[str, int]:
     return out
 
 
-def decompose(model: nn.Module, ranks: Optional[Dict[str, Any]] = None, *, on_zero: str = "keep",
-              r_min: int = 1, weaken: float = 1.0, skip: Tuple[str, ...] = (),
+def decompose(model: nn.Module, ranks: Optional[Dict[str, Any]] = None, *, budget: Optional[float] = None,
+              on_zero: str = "keep", r_min: int = 1, weaken: float = 1.0, skip: Tuple[str, ...] = (),
               example_input: Optional[torch.Tensor] = None) -> Tuple[nn.Module, LowRankReport]:
     """Return a copy of ``model`` with its Linear/Conv2d layers replaced by low-rank factors, and a report.
 
@@ -212,6 +261,9 @@ def decompose(model: nn.Module, ranks: Optional[Dict[str, Any]] = None, *, on_ze
     ----------
     ranks : {name: int | (r_out, r_in)}, optional
         Ranks to use; default EVBMF (:func:`estimate_ranks`). A layer missing from a given dict is kept.
+    budget : float in (0, 1), optional
+        Instead of EVBMF: ranks that keep this fraction of the selected layers' parameters
+        (:func:`budget_ranks`).
     on_zero, r_min, weaken
         Rank post-processing (see :func:`estimate_ranks`).
     skip : names of layers to leave as they are (e.g. the final classifier).
@@ -220,6 +272,10 @@ def decompose(model: nn.Module, ranks: Optional[Dict[str, Any]] = None, *, on_ze
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if budget is not None:
+        if ranks is not None:
+            raise ValueError("pass ranks or budget, not both")
+        ranks = budget_ranks(model, budget, skip)
     estimated = estimate_ranks(model, on_zero, r_min, weaken) if ranks is None else None
     new = copy.deepcopy(model)
     report = LowRankReport(params_before=sum(p.numel() for p in model.parameters()))
