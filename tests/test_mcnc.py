@@ -1,0 +1,152 @@
+"""MCNC reparameterisation: sphere, seeds, exact storage, bake, gradients, modes, errors."""
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+from nnbcd.torch.mcnc import (Generator, MCNCSpec, bake, compressed_state_dict, load_compressed,  # noqa: E402
+                              report, wrap)
+
+
+def mlp():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(20, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 5))
+
+
+def cnn():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 3))
+
+
+SPEC = MCNCSpec(k=4, d=64, width=32, seed=3)
+
+
+def _train(model, x, steps=3):
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(steps):
+        opt.zero_grad()
+        model(x).square().mean().backward()
+        opt.step()
+
+
+def test_generator_on_the_sphere_and_pranc_linear():
+    g = Generator(SPEC)
+    a = torch.rand(100, 4) * 2 - 1
+    torch.testing.assert_close(g(a).norm(dim=1), torch.ones(100), atol=1e-6, rtol=0)
+    p = Generator(MCNCSpec(k=4, d=64, generator="pranc", seed=3))
+    torch.testing.assert_close(p(2 * a), 2 * p(a))  # linear
+
+
+def test_same_seed_same_generator_in_a_fresh_process():
+    code = ("import torch, json; from nnbcd.torch.mcnc import Generator, MCNCSpec; "
+            "g = Generator(MCNCSpec(k=4, d=64, width=32, seed=3)); "
+            "print(json.dumps([float(getattr(g, n).double().sum()) for n in ('w0', 'w1', 'w2', 'b2')]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    g = Generator(SPEC)
+    assert json.loads(out.stdout) == [float(getattr(g, n).double().sum()) for n in ("w0", "w1", "w2", "b2")]
+    assert not torch.equal(Generator(MCNCSpec(k=4, d=64, width=32, seed=4)).w0, g.w0)
+
+
+@pytest.mark.parametrize("make,x", [(mlp, torch.randn(8, 20)), (cnn, torch.randn(6, 1, 8, 8))])
+def test_round_trip_bake_and_frozen_parts(make, x):
+    model = wrap(make(), SPEC)
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    _train(model, x)
+    for n, p in model.named_parameters():
+        if n in frozen:
+            assert torch.equal(p, frozen[n]), n  # nothing frozen moves
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert {"mcnc_alpha", "mcnc_beta"} <= trainable and all(".parametrizations." not in n for n in trainable)
+    model.eval()
+    rebuilt = load_compressed(make(), compressed_state_dict(model)).eval()
+    assert torch.equal(rebuilt(x), model(x))  # bit for bit, BN statistics included
+    baked = bake(model).eval()
+    assert torch.equal(baked(x), model(x))
+    assert not any(".parametrizations." in k for k in baked.state_dict())
+
+
+def test_gradients_match_the_chain_rule():
+    model = wrap(mlp(), SPEC)
+    x = torch.randn(8, 20)
+    model(x).square().mean().backward()
+    dense = bake(model)
+    dense(x).square().mean().backward()
+    st = model.__dict__["_mcnc_store"]
+    g = torch.cat([p.grad.reshape(-1) for n, p in dense.named_parameters() if n in dict(st.layout)])
+    n = st.alpha.shape[0]
+    g = torch.cat([g, torch.zeros(n * SPEC.d - g.numel())]).view(n, SPEC.d)
+    with torch.no_grad():
+        phi = st.generator(st.alpha)
+    torch.testing.assert_close(model.mcnc_beta.grad[:, 0], (g * phi).sum(dim=1), rtol=1e-5, atol=1e-7)
+    assert model.mcnc_alpha.grad.abs().sum() > 0
+
+
+def test_report_counts_what_is_stored():
+    model = wrap(mlp(), SPEC)
+    rep = report(model)
+    state = compressed_state_dict(model)
+    stored = state["alpha"].numel() + state["beta"].numel() + sum(
+        v.numel() for k, v in state["dense"].items() if k.endswith(("weight", "bias")))
+    assert rep["stored"] == stored
+    assert rep["compressed_params"] == 20 * 32 + 32 + 32 * 5 + 5
+    assert rep["chunks"] == math.ceil(rep["compressed_params"] / 64)
+    assert rep["paper_ratio"] == rep["compressed_params"] / (rep["chunks"] * 5)
+
+
+def test_residual_mode_starts_at_the_base():
+    base = mlp().eval()
+    x = torch.randn(8, 20)
+    ref = base(x)
+    model = wrap(mlp(), MCNCSpec(k=4, d=64, width=32, mode="residual")).eval()
+    assert torch.equal(model(x), ref)
+    model.train()
+    _train(model, x)
+    model.eval()
+    assert not torch.equal(model(x), ref)
+    rebuilt = load_compressed(mlp(), compressed_state_dict(model)).eval()
+    assert torch.equal(rebuilt(x), model(x))
+
+
+def test_eval_reconstruction_is_cached(monkeypatch):
+    model = wrap(mlp(), SPEC)
+    calls = []
+    gen = model.__dict__["_mcnc_store"].generator
+    orig = gen.forward
+    monkeypatch.setattr(gen, "forward", lambda a: calls.append(1) or orig(a))
+    x = torch.randn(4, 20)
+    model(x)
+    assert len(calls) == 1  # one batched generator call per forward, for all tensors
+    model(x)
+    assert len(calls) == 2  # training: fresh every forward
+    model.eval()
+    with torch.no_grad():
+        model(x)
+        n = len(calls)
+        model(x)
+    assert len(calls) == n <= 3  # eval without gradients: reused while alpha and beta are unchanged
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="chunk size"):
+        MCNCSpec(d=0)
+    with pytest.raises(ValueError, match="k must be"):
+        MCNCSpec(k=64, d=64)
+    with pytest.raises(ValueError, match="generator"):
+        MCNCSpec(generator="gan")
+    model = wrap(mlp(), SPEC)
+    with pytest.raises(ValueError, match="already wrapped"):
+        wrap(model, SPEC)
+    with pytest.raises(ValueError, match="no Linear"):
+        wrap(nn.Sequential(nn.BatchNorm1d(4)), SPEC)
+    with pytest.raises(ValueError, match="another architecture"):
+        load_compressed(cnn(), compressed_state_dict(model))
+    with pytest.raises(TypeError, match="MCNCSpec"):
+        wrap(mlp(), {"k": 4})
+    with pytest.raises(ValueError, match="not wrapped"):
+        report(mlp())
