@@ -150,3 +150,15 @@ def test_errors():
         wrap(mlp(), {"k": 4})
     with pytest.raises(ValueError, match="not wrapped"):
         report(mlp())
+
+
+def test_digits_example_runs_small(tmp_path):
+    from nnbcd.torch.mcnc_example import run
+
+    out = run({"method": "mcnc", "seeds": [0], "epochs": 1, "hidden": 16, "d": 128, "width": 16}, tmp_path, False)
+    assert set(out) >= {"dense", "mcnc", "pranc"} and out["mcnc"]["ratio"] == out["pranc"]["ratio"]
+    res = json.loads((tmp_path / "mcnc.json").read_text())["results"]
+    assert res["mcnc"]["stored"] == res["pranc"]["stored"]  # the same budget for both
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="unknown key"):
+        run({"epoch": 1}, tmp_path, False)
