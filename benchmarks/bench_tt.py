@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 import tensorly as tl
 from tensorly.decomposition import tensor_train
+
+from _timing import median_time
 
 from nnbcd import get_backend
 from nnbcd.ops import tt
@@ -32,16 +33,6 @@ def weight(shape, kind, dtype, rng):
     v, _ = np.linalg.qr(rng.standard_normal((shape[1], min(shape))))
     s = np.exp(-np.arange(min(shape)) / 60.0)
     return ((u * s) @ v.T).astype(dtype)
-
-
-def median_time(fn, repeats):
-    fn()
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts)), out
 
 
 def main():

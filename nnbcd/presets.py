@@ -24,7 +24,8 @@ _DATA = {"name", "path", "test_size", "seed", "dtype", "fraction"}
 _FIT = {"max_iter", "tol"}
 
 
-def _check_keys(table: Dict[str, Any], allowed: set, where: str) -> None:
+def check_keys(table: Dict[str, Any], allowed: set, where: str) -> None:
+    """Raise ``ValueError`` naming every key of ``table`` that is not in ``allowed``."""
     unknown = sorted(set(table) - allowed)
     if unknown:
         raise ValueError(f"unknown key(s) {unknown} in [{where}]; allowed: {sorted(allowed)}")
@@ -46,7 +47,7 @@ def build_compression(entries: List[Dict[str, Any]]) -> Dict[int, Any]:
         if not isinstance(layers, list) or not layers:
             raise ValueError(f"[{where}] needs layers = [i, ...] (paper numbering, W_1 is 1)")
         cls = kinds[kind]
-        _check_keys(entry, set(inspect.signature(cls).parameters), where)
+        check_keys(entry, set(inspect.signature(cls).parameters), where)
         spec = cls(**entry)
         for layer in layers:
             if layer in out:
@@ -60,14 +61,14 @@ def run(config: Dict[str, Any], out_dir: Path, verbose: bool) -> Dict[str, Any]:
     from .convergence import plot_convergence, rate, sufficient_decrease
     from .data import load_dataset
 
-    _check_keys(config, _TOP, "top level")
+    check_keys(config, _TOP, "top level")
     data_cfg = dict(config.get("data", {}))
-    _check_keys(data_cfg, _DATA, "data")
+    check_keys(data_cfg, _DATA, "data")
     model_cfg = dict(config.get("model", {}))
     allowed = (set(inspect.signature(NNBCD).parameters) - {"compress"}) | {"conv"}
-    _check_keys(model_cfg, allowed, "model")
+    check_keys(model_cfg, allowed, "model")
     fit_cfg = dict(config.get("fit", {}))
-    _check_keys(fit_cfg, _FIT, "fit")
+    check_keys(fit_cfg, _FIT, "fit")
 
     name = data_cfg.pop("name", "digits")
     Xtr, ytr, Xte, yte = load_dataset(name, **data_cfg)
@@ -76,7 +77,7 @@ def run(config: Dict[str, Any], out_dir: Path, verbose: bool) -> Dict[str, Any]:
         model_cfg["tau"] = {int(k): v for k, v in model_cfg["tau"].items()}
     if "conv" in model_cfg:  # a convolutional first layer in front of the widths
         conv_cfg = dict(model_cfg.pop("conv"))
-        _check_keys(conv_cfg, set(inspect.signature(Conv2d).parameters), "model.conv")
+        check_keys(conv_cfg, set(inspect.signature(Conv2d).parameters), "model.conv")
         model_cfg["layers"] = [Conv2d(**conv_cfg)] + list(model_cfg.get("layers", []))
     model = NNBCD(compress=compress, **model_cfg)
     model.fit(Xtr, ytr, Xte, yte, verbose=verbose, **fit_cfg)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..data.embedded import load_digits
+from ..presets import check_keys
 from ..ops.vbmf import evbmf
 from .lowrank import decompose
 from .orthreg import orthogonal_penalty, regularised_layers, train_epochs
@@ -45,9 +46,7 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def run(config: Dict[str, Any], out_dir: Path, verbose: bool) -> Dict[str, Any]:
-    unknown = sorted(set(config) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown key(s) {unknown} for method 'lowrank'; allowed: {sorted(DEFAULTS)}")
+    check_keys(config, set(DEFAULTS), "method = 'lowrank'")
     cfg = {**DEFAULTS, **config}
     xtr, ytr, xte, yte = load_digits(dtype="float32")
     xtr_t, xte_t = torch.tensor(xtr).reshape(-1, 1, 8, 8), torch.tensor(xte).reshape(-1, 1, 8, 8)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..data.embedded import load_digits
+from ..presets import check_keys
 from .mcnc import MCNCSpec, report, wrap
 
 DEFAULTS: Dict[str, Any] = {
@@ -50,9 +51,7 @@ def _fit(model: nn.Module, data: tuple, epochs: int, lr: float, batch: int, seed
 
 
 def run(config: Dict[str, Any], out_dir: Path, verbose: bool) -> Dict[str, Any]:
-    unknown = sorted(set(config) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown key(s) {unknown} for method 'mcnc'; allowed: {sorted(DEFAULTS)}")
+    check_keys(config, set(DEFAULTS), "method = 'mcnc'")
     cfg = {**DEFAULTS, **config}
     xtr, ytr, xte, yte = load_digits(dtype="float32")
     data = (torch.tensor(xtr), torch.tensor(ytr), torch.tensor(xte), torch.tensor(yte))
