@@ -98,7 +98,7 @@ def train_epochs(model: nn.Module, loader: Iterable, epochs: int, lr: float = 1e
                 loss = loss + penalty(model)
             loss.backward()
             opt.step()
-            total += float(loss)
+            total += float(loss.detach())
         if on_epoch is not None:
             on_epoch(epoch, total)
     return model
