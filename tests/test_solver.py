@@ -30,7 +30,6 @@ def test_objective_never_increases_after_any_block(digits):
     m = _model(bias=True)
     m.fit(X, y, max_iter=0)  # builds the initial state
     st, be = m.state_, m.backend_
-    cfg = m._validated()
     from nnbcd.bcd.state import Hyper
     hp = Hyper(gamma=0.8, rho=0.6, alpha=0.7, alpha_w=0.7, alpha_b=0.7, kappa=1.0)
     ws = blocks.Workspace(st, be)
@@ -41,7 +40,6 @@ def test_objective_never_increases_after_any_block(digits):
             new = objective_terms(st, hp, be, [w.copy() for w in ws.prod])["phi"]
             assert new <= phi + 1e-10 * abs(phi), (kind, i, new - phi)
             phi = new
-    del cfg
 
 
 def test_sufficient_decrease_per_iteration(digits):

@@ -30,11 +30,10 @@ def test_cnn_rank_table(modes, r, ranks, p):
     assert tt.tt_ranks(modes, r) == ranks and tt.tt_n_params(modes, ranks) == p
 
 
-def _ratios(widths, compressed, r, shapes, conv=False):
+def _ratios(widths, compressed, r, shapes):
     L = len(widths) - 1
     params = {i: tt.tt_n_params(shapes[i], tt.tt_ranks(shapes[i], r)) for i in compressed}
-    return compression_ratios([(widths[i + 1], widths[i]) for i in range(L)], params,
-                              conv_layers=(0,) if conv else ())
+    return compression_ratios([(widths[i + 1], widths[i]) for i in range(L)], params)
 
 
 def test_har_compression_ratios_exact():
@@ -49,13 +48,11 @@ def test_har_compression_ratios_exact():
 @pytest.mark.parametrize("r,cr2,cr1", [(40, 0.01282, 0.01435), (80, 0.03702, 0.03851), (140, 0.08783, 0.08925),
                                        (220, 0.17844, 0.17972), (300, 0.28070, 0.28181)])
 def test_cnn_compression_ratios(r, cr2, cr1):
-    widths = (9, 5408, 1024, 1024, 10)  # conv kernel (32 filters of 3x3) excluded: layer 0 is conv
-    shapes = {1: CNN[0][0], 2: CNN[2][0]}
+    shapes = {1: CNN[0][0], 2: CNN[2][0]}  # W_2 1024×5408, W_3 1024×1024; the conv kernel is layer 0
     out = compression_ratios([(32, 9), (1024, 5408), (1024, 1024), (10, 1024)],
                              {i: tt.tt_n_params(shapes[i], tt.tt_ranks(shapes[i], r)) for i in (1, 2)},
                              conv_layers=(0,))
     assert round(out["cr_2"], 5) == cr2 and round(out["cr_1"], 5) == cr1
-    del widths
 
 
 @pytest.mark.parametrize("modes,r", [((6, 22, 34, 2, 2, 2), 12), ((4, 4, 4, 4, 4), 7), ((3, 50, 7), 5)])
