@@ -162,3 +162,33 @@ def test_digits_example_runs_small(tmp_path):
     assert (tmp_path / "curves.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="unknown key"):
         run({"epoch": 1}, tmp_path, False)
+
+
+@pytest.mark.parametrize("make,x", [(mlp, torch.randn(8, 20)), (cnn, torch.randn(6, 1, 8, 8))])
+def test_lora_mode(make, x):
+    base = make().eval()
+    ref = base(x)
+    spec = MCNCSpec(k=4, d=64, width=32, mode="lora", lora_rank=2, lora_alpha=4.0, seed=1)
+    model = wrap(make(), spec).eval()
+    assert torch.equal(model(x), ref)  # B = 0 at the start: the frozen base exactly
+    originals = {n: p.detach().clone() for n, p in model.named_parameters() if ".original" in n}
+    model.train()
+    _train(model, x)
+    model.eval()
+    assert not torch.equal(model(x), ref)
+    for n, p in model.named_parameters():
+        if n in originals:
+            assert torch.equal(p, originals[n]) and not p.requires_grad
+    rep = report(model)
+    sizes = [(m.weight.shape[0], m.weight[0].numel()) for m in base if isinstance(m, (nn.Linear, nn.Conv2d))]
+    assert rep["compressed_params"] == sum(2 * (o + i) for o, i in sizes)
+    assert rep["external_base"] == sum(o * i for o, i in sizes)
+    state = compressed_state_dict(model)
+    assert not any(".original" in k for k in state["dense"])
+    assert torch.equal(load_compressed(make(), state).eval()(x), model(x))
+    assert torch.equal(bake(model).eval()(x), model(x))
+    other = make()
+    with torch.no_grad():
+        next(other.parameters()).add_(1e-3)
+    with pytest.raises(ValueError, match="frozen base"):
+        load_compressed(other, state)

@@ -8,7 +8,7 @@ R^D`, cut into :math:`n=\lceil D/d\rceil` chunks of size d (the last one padded)
 where :math:`\phi:\mathbb R^k\to S^{d-1}` is a frozen generator rebuilt from a seed (``"mcnc"``: a sine
 MLP with normalised output, the spec's ``mcnc-gen/1``; ``"pranc"``: a linear random map, the PRANC-style
 baseline). ``mode="residual"`` adds a frozen base: :math:`\theta = \theta_0 + \beta\phi(\alpha)`, β = 0 at
-the start. Only α and β train; BatchNorm/LayerNorm parameters and buffers stay dense.
+the start; ``mode="lora"`` generates LoRA factors for a frozen base, :math:`W = W_0 + (s/r)BA`. Only α and β train; BatchNorm/LayerNorm parameters and buffers stay dense.
 
 Built on ``torch.nn.utils.parametrize``: the user's module classes are not edited. The generator runs
 once per forward over all chunks (one batched call); in eval mode without gradients the reconstruction
@@ -17,6 +17,7 @@ is cached until α or β change.
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import weakref
 from dataclasses import asdict, dataclass
@@ -31,6 +32,7 @@ __all__ = ["MCNCSpec", "Generator", "wrap", "bake", "compressed_state_dict", "lo
 
 _ACTS = {"sin": torch.sin, "tanh": torch.tanh, "relu": torch.relu, "identity": lambda x: x,
          "leaky_relu": nn.functional.leaky_relu}
+MODES = ("scratch", "residual", "lora")
 _COMPRESSIBLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Embedding)
 
 
@@ -40,8 +42,10 @@ class MCNCSpec:
 
     k, d : manifold and chunk dimensions (k < d). width, depth : generator hidden width and number of
     hidden layers. generator : ``"mcnc"`` (sine MLP onto the sphere) or ``"pranc"`` (linear random map).
-    omega : input frequency. alpha_bound : α initialised U(−L, L). mode : ``"scratch"`` or ``"residual"``.
-    compress_bias : also reparameterise biases. seed : generator and α initialisation seed.
+    omega : input frequency. alpha_bound : α initialised U(−L, L). mode : ``"scratch"``, ``"residual"`` or
+    ``"lora"`` (W = W_0 + (lora_alpha/lora_rank)·B·A with vec(A), vec(B) generated; conv weights viewed as
+    out × in·k_h·k_w). compress_bias : also reparameterise biases (not in LoRA mode). seed : generator,
+    α and LoRA-base seed.
     """
 
     k: int = 16
@@ -54,6 +58,8 @@ class MCNCSpec:
     alpha_bound: float = 1.0
     mode: str = "scratch"
     compress_bias: bool = True
+    lora_rank: int = 8
+    lora_alpha: float = 8.0
     seed: int = 0
     version: str = "mcnc-gen/1"
 
@@ -66,8 +72,10 @@ class MCNCSpec:
             raise ValueError(f"generator={self.generator!r} is not one of ('mcnc', 'pranc')")
         if self.activation not in _ACTS:
             raise ValueError(f"activation={self.activation!r} is not one of {sorted(_ACTS)}")
-        if self.mode not in ("scratch", "residual"):
-            raise ValueError(f"mode={self.mode!r} is not one of ('scratch', 'residual')")
+        if self.mode not in MODES:
+            raise ValueError(f"mode={self.mode!r} is not one of {MODES}")
+        if not isinstance(self.lora_rank, int) or self.lora_rank < 1:
+            raise ValueError(f"lora_rank must be a positive int, got {self.lora_rank!r}")
         if self.width < 1 or self.depth < 1 or self.alpha_bound <= 0 or self.omega <= 0:
             raise ValueError("width, depth, alpha_bound and omega must be positive")
 
@@ -124,7 +132,7 @@ class _Store:
         alpha = torch.tensor(_uniform(rng, (n, spec.k), spec.alpha_bound), dtype=init.dtype, device=init.device)
         padded = torch.zeros(n * spec.d, dtype=init.dtype, device=init.device)
         padded[: self.total] = init.detach()
-        if spec.mode == "residual":
+        if spec.mode in ("residual", "lora"):
             model.register_buffer("mcnc_base", init.detach().clone(), persistent=False)
             beta = torch.zeros(n, 1, dtype=init.dtype, device=init.device)
         else:
@@ -187,17 +195,62 @@ def _selected(model: nn.Module, spec: MCNCSpec) -> List[Tuple[str, nn.Module, st
         if not isinstance(mod, _COMPRESSIBLE):
             continue
         for pname, p in list(mod.named_parameters(recurse=False)):
-            if pname == "bias" and not spec.compress_bias:
+            if pname == "bias" and (spec.mode == "lora" or not spec.compress_bias):
                 continue
             out.append((f"{mname}.{pname}" if mname else pname, mod, pname, p))
     return out
+
+
+def _plan(model: nn.Module, spec: MCNCSpec) -> tuple:
+    """``(selected, layout, init)``: the tensors reparameterised, the flat vector's layout and its value
+    at the start (the weights themselves; in LoRA mode a seeded A and a zero B per layer)."""
+    sel = _selected(model, spec)
+    if not sel:
+        raise ValueError("model has no Linear/Conv/Embedding parameters to compress")
+    if spec.mode != "lora":
+        return sel, [(name, tuple(p.shape)) for name, _, _, p in sel], torch.cat(
+            [p.detach().reshape(-1) for _, _, _, p in sel])
+    rng = np.random.Generator(np.random.PCG64(spec.seed + 2))
+    layout, parts = [], []
+    ref = sel[0][3]
+    for name, _, _, p in sel:
+        out_f, in_f = p.shape[0], p[0].numel()
+        layout += [(name + ".lora_A", (spec.lora_rank, in_f)), (name + ".lora_B", (out_f, spec.lora_rank))]
+        a = _uniform(rng, (spec.lora_rank, in_f), 1.0 / math.sqrt(in_f))  # frozen seeded base of A
+        parts += [torch.tensor(a.reshape(-1), dtype=ref.dtype), torch.zeros(out_f * spec.lora_rank, dtype=ref.dtype)]
+    return sel, layout, torch.cat(parts).to(ref.device)
+
+
+def _digest(tensors: List[torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(t.detach().to("cpu").contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+class _LoRA(nn.Module):
+    r"""Parametrization :math:`W = W_0 + (s/r)\,BA` with A, B slices of the store's flat vector."""
+
+    def __init__(self, store: _Store, start: int, rank: int, shape: tuple, scale: float) -> None:
+        super().__init__()
+        self.store = [store]
+        self.start, self.rank, self.shape, self.scale = start, rank, shape, scale
+
+    def forward(self, original: torch.Tensor) -> torch.Tensor:
+        out_f, in_f = self.shape[0], math.prod(self.shape[1:])
+        flat = self.store[0].flat()
+        a = flat[self.start: self.start + self.rank * in_f].view(self.rank, in_f)
+        b = flat[self.start + self.rank * in_f: self.start + self.rank * (in_f + out_f)].view(out_f, self.rank)
+        return original + self.scale * (b @ a).view(self.shape)
 
 
 def wrap(model: nn.Module, spec: MCNCSpec) -> nn.Module:
     """Reparameterise ``model`` in place (Linear/Conv/Embedding weights and biases) and return it.
 
     Its ``parameters()`` then hold α and β (``model.mcnc_alpha``, ``model.mcnc_beta``) plus what stays
-    dense; the original tensors are kept frozen inside the parametrizations.
+    dense; the original tensors are kept frozen inside the parametrizations. In ``"residual"`` and
+    ``"lora"`` modes the original weights are the frozen base θ_0 / W_0, which a compressed state dict
+    identifies by its SHA-256 instead of storing it.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -205,19 +258,25 @@ def wrap(model: nn.Module, spec: MCNCSpec) -> nn.Module:
         raise TypeError(f"spec must be an MCNCSpec, got {type(spec).__name__}")
     if "_mcnc_store" in model.__dict__:
         raise ValueError("model is already wrapped")
-    sel = _selected(model, spec)
-    if not sel:
-        raise ValueError("model has no Linear/Conv/Embedding parameters to compress")
-    layout = [(name, tuple(p.shape)) for name, _, _, p in sel]
-    init = torch.cat([p.detach().reshape(-1) for _, _, _, p in sel])
+    sel, layout, init = _plan(model, spec)
     store = _Store(model, spec, layout, init)
+    store.base_digest = _digest([p for _, _, _, p in sel]) if spec.mode != "scratch" else None
     object.__setattr__(model, "_mcnc_store", store)  # plain attribute: not a submodule
     start = 0
     for _, mod, pname, p in sel:
         p.requires_grad_(False)
-        parametrize.register_parametrization(mod, pname, _Slice(store, start, tuple(p.shape)), unsafe=True)
+        if spec.mode == "lora":
+            param = _LoRA(store, start, spec.lora_rank, tuple(p.shape), spec.lora_alpha / spec.lora_rank)
+            start += spec.lora_rank * (p.shape[0] + p[0].numel())
+        else:
+            param = _Slice(store, start, tuple(p.shape))
+            start += p.numel()
+        parametrize.register_parametrization(mod, pname, param, unsafe=True)
         getattr(mod.parametrizations, pname).original.requires_grad_(False)
-        start += p.numel()
+    if spec.mode == "lora":  # a frozen base: its biases do not train either
+        for _, mod, _, _ in sel:
+            if getattr(mod, "bias", None) is not None:
+                mod.bias.requires_grad_(False)
     model.register_forward_pre_hook(_fresh_reconstruction)
     return model
 
@@ -245,32 +304,30 @@ def _dense_leftovers(model: nn.Module) -> Dict[str, torch.Tensor]:
 
 
 def compressed_state_dict(model: nn.Module) -> Dict[str, Any]:
-    """What rebuilds the model exactly: the spec, the layout, α, β and the dense leftovers (and, in
-    residual mode, the frozen base), nothing else."""
+    """What rebuilds the model exactly: the spec, the layout, α, β and the dense leftovers, nothing else.
+    In residual / LoRA mode the frozen base is not stored: its SHA-256 is, and :func:`load_compressed`
+    checks it against the model it is given."""
     st = _store(model)
-    out = {"spec": asdict(st.spec), "layout": [list(x) for x in st.layout], "alpha": st.alpha.detach().clone(),
-           "beta": st.beta.detach().clone(), "dense": _dense_leftovers(model)}
-    if st.base is not None:
-        out["base"] = st.base.detach().clone()
-    return out
+    return {"spec": asdict(st.spec), "layout": [list(x) for x in st.layout], "alpha": st.alpha.detach().clone(),
+            "beta": st.beta.detach().clone(), "dense": _dense_leftovers(model), "base_sha256": st.base_digest}
 
 
 def load_compressed(model: nn.Module, state: Dict[str, Any]) -> nn.Module:
-    """Wrap a fresh ``model`` of the same architecture with the stored spec and load α, β, leftovers."""
+    """Wrap a fresh ``model`` of the same architecture (holding the same frozen base in residual / LoRA
+    mode) with the stored spec and load α, β and the leftovers."""
     spec = MCNCSpec(**state["spec"])
     layout = [(n, tuple(s)) for n, s in state["layout"]]
-    got = [(name, tuple(p.shape)) for name, _, _, p in _selected(model, spec)]
-    if got != layout:
+    if _plan(model, spec)[1] != layout:
         raise ValueError("the state dict was saved from another architecture or spec (parameter layout differs)")
     wrap(model, spec)
     st = _store(model)
+    if st.base_digest != state.get("base_sha256"):
+        raise ValueError("the model's frozen base weights differ from those the state was trained on (SHA-256)")
     if st.alpha.shape != state["alpha"].shape or st.beta.shape != state["beta"].shape:
         raise ValueError("alpha/beta shapes do not match the spec")
     with torch.no_grad():
         st.alpha.copy_(state["alpha"])
         st.beta.copy_(state["beta"])
-        if "base" in state:
-            st.base.copy_(state["base"])
     missing = model.load_state_dict(state["dense"], strict=False)
     unexpected = [k for k in missing.unexpected_keys]
     if unexpected:
@@ -284,8 +341,9 @@ def bake(model: nn.Module) -> nn.Module:
     st = _store(model)
     with torch.no_grad():
         st.clear()
-        values = {name: st.flat()[start: start + math.prod(shape)].view(shape).clone()
-                  for (name, shape), start in zip(st.layout, _offsets(st.layout))}
+        values = {f"{mname}.{pname}" if mname else pname: getattr(mod, pname).detach().clone()
+                  for mname, mod in model.named_modules() if parametrize.is_parametrized(mod)
+                  for pname in mod.parametrizations.keys()}
         st.clear()  # no tensor of the graph may be deep-copied
     out = copy.deepcopy(model)
     del out.__dict__["_mcnc_store"]
@@ -313,24 +371,21 @@ def bake(model: nn.Module) -> nn.Module:
     return out
 
 
-def _offsets(layout: List[Tuple[str, tuple]]) -> List[int]:
-    starts, pos = [], 0
-    for _, shape in layout:
-        starts.append(pos)
-        pos += math.prod(shape)
-    return starts
-
-
 def report(model: nn.Module) -> Dict[str, Any]:
-    """Stored numbers vs dense: ``paper_ratio`` = compressed parameters / (α + β) (BN and leftovers
-    excluded, as the paper counts); ``honest_ratio`` = all dense parameters / everything stored
-    (α, β, leftover parameters, the residual base if any; the seed and spec are a handful of integers)."""
+    """Stored numbers vs dense: ``paper_ratio`` = reparameterised numbers (weights, or LoRA factors) /
+    (α + β), BN and leftovers excluded as the paper counts; ``honest_ratio`` = those numbers plus the dense
+    leftover parameters over everything stored (α, β, leftovers; the seed and spec are a handful of
+    integers). ``external_base`` counts the frozen base of residual / LoRA mode, identified by hash, not
+    stored."""
     st = _store(model)
     n_ab = st.alpha.numel() + st.beta.numel()
     leftovers = sum(v.numel() for k, v in _dense_leftovers(model).items() if v.is_floating_point()
                     and not k.endswith(("running_mean", "running_var")))
-    base = 0 if st.base is None else st.base.numel()
+    base = 0 if st.spec.mode == "scratch" else sum(
+        mod.parametrizations[name].original.numel() for mod in model.modules()
+        if parametrize.is_parametrized(mod) for name in mod.parametrizations.keys())
     dense_total = st.total + leftovers
-    return {"compressed_params": st.total, "alpha_beta": n_ab, "dense_leftovers": leftovers, "base": base,
-            "stored": n_ab + leftovers + base, "paper_ratio": st.total / n_ab,
-            "honest_ratio": dense_total / (n_ab + leftovers + base), "chunks": st.alpha.shape[0]}
+    return {"compressed_params": st.total, "alpha_beta": n_ab, "dense_leftovers": leftovers,
+            "external_base": base,
+            "stored": n_ab + leftovers, "paper_ratio": st.total / n_ab,
+            "honest_ratio": dense_total / (n_ab + leftovers), "chunks": st.alpha.shape[0]}
