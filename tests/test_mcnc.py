@@ -192,3 +192,18 @@ def test_lora_mode(make, x):
         next(other.parameters()).add_(1e-3)
     with pytest.raises(ValueError, match="frozen base"):
         load_compressed(other, state)
+
+
+def test_span_form_sums_generator_terms():
+    spec = MCNCSpec(k=4, d=64, width=32, m=3, seed=2)
+    model = wrap(mlp(), spec)
+    st = model.__dict__["_mcnc_store"]
+    n = st.beta.shape[0]
+    assert st.alpha.shape == (3 * n, 4) and st.beta.shape == (n, 3)
+    with torch.no_grad():
+        phi = Generator(spec)(st.alpha).view(n, 3, 64)
+        expect = sum(st.beta[:, j:j + 1] * phi[:, j] for j in range(3)).reshape(-1)[: st.total]
+    torch.testing.assert_close(model[0].weight.detach().reshape(-1), expect[: 20 * 32])
+    assert report(model)["alpha_beta"] == n * 3 * (4 + 1)
+    with pytest.raises(ValueError, match="m \\(generator terms"):
+        MCNCSpec(m=0)

@@ -3,7 +3,8 @@ r"""MCNC: manifold-constrained reparameterisation of any ``nn.Module`` (arXiv 24
 The selected parameters are flattened (``named_parameters`` order, row-major) into :math:`\theta\in\mathbb
 R^D`, cut into :math:`n=\lceil D/d\rceil` chunks of size d (the last one padded), and each chunk is
 
-.. math:: \theta_t = \beta_t\,\phi(\alpha_t),\qquad \alpha_t\in\mathbb R^k,\ \beta_t\in\mathbb R,
+.. math:: \theta_t = \sum_{j\le m}\beta_{t,j}\,\phi(\alpha_{t,j}),\qquad \alpha_{t,j}\in\mathbb R^k,\
+   \beta_{t,j}\in\mathbb R \quad(m = 1 \text{ by default}),
 
 where :math:`\phi:\mathbb R^k\to S^{d-1}` is a frozen generator rebuilt from a seed (``"mcnc"``: a sine
 MLP with normalised output, the spec's ``mcnc-gen/1``; ``"pranc"``: a linear random map, the PRANC-style
@@ -60,6 +61,7 @@ class MCNCSpec:
     compress_bias: bool = True
     lora_rank: int = 8
     lora_alpha: float = 8.0
+    m: int = 1
     seed: int = 0
     version: str = "mcnc-gen/1"
 
@@ -74,6 +76,8 @@ class MCNCSpec:
             raise ValueError(f"activation={self.activation!r} is not one of {sorted(_ACTS)}")
         if self.mode not in MODES:
             raise ValueError(f"mode={self.mode!r} is not one of {MODES}")
+        if not isinstance(self.m, int) or self.m < 1:
+            raise ValueError(f"m (generator terms per chunk) must be a positive int, got {self.m!r}")
         if not isinstance(self.lora_rank, int) or self.lora_rank < 1:
             raise ValueError(f"lora_rank must be a positive int, got {self.lora_rank!r}")
         if self.width < 1 or self.depth < 1 or self.alpha_bound <= 0 or self.omega <= 0:
@@ -129,14 +133,17 @@ class _Store:
         n = math.ceil(self.total / spec.d)
         self.generator = Generator(spec)
         rng = np.random.Generator(np.random.PCG64(spec.seed + 1))
-        alpha = torch.tensor(_uniform(rng, (n, spec.k), spec.alpha_bound), dtype=init.dtype, device=init.device)
+        alpha = torch.tensor(_uniform(rng, (n * spec.m, spec.k), spec.alpha_bound), dtype=init.dtype,
+                             device=init.device)
         padded = torch.zeros(n * spec.d, dtype=init.dtype, device=init.device)
         padded[: self.total] = init.detach()
         if spec.mode in ("residual", "lora"):
             model.register_buffer("mcnc_base", init.detach().clone(), persistent=False)
-            beta = torch.zeros(n, 1, dtype=init.dtype, device=init.device)
+            beta = torch.zeros(n, spec.m, dtype=init.dtype, device=init.device)
         else:
-            beta = padded.view(n, spec.d).norm(dim=1, keepdim=True)  # match the init's chunk norms
+            # match the init's chunk norms: β_{t,j} = ‖θ_t^init‖/√m
+            beta = padded.view(n, spec.d).norm(dim=1, keepdim=True).expand(n, spec.m) / math.sqrt(spec.m)
+            beta = beta.contiguous()
         model.register_parameter("mcnc_alpha", nn.Parameter(alpha))
         model.register_parameter("mcnc_beta", nn.Parameter(beta))
         self._root = weakref.ref(model)
@@ -166,7 +173,8 @@ class _Store:
             return self._cache
         if self.generator.w0.device != alpha.device:
             self.generator.to(alpha.device)
-        theta = (beta * self.generator(alpha)).reshape(-1)[: self.total]
+        phi = self.generator(alpha).view(beta.shape[0], beta.shape[1], -1)
+        theta = (beta[:, :, None] * phi).sum(dim=1).reshape(-1)[: self.total]
         if self.base is not None:
             theta = self.base + theta
         self._cache, self._key = theta, key
@@ -388,4 +396,4 @@ def report(model: nn.Module) -> Dict[str, Any]:
     return {"compressed_params": st.total, "alpha_beta": n_ab, "dense_leftovers": leftovers,
             "external_base": base,
             "stored": n_ab + leftovers, "paper_ratio": st.total / n_ab,
-            "honest_ratio": dense_total / (n_ab + leftovers), "chunks": st.alpha.shape[0]}
+            "honest_ratio": dense_total / (n_ab + leftovers), "chunks": st.beta.shape[0]}
