@@ -3,8 +3,8 @@
     python benchmarks/bench_mcnc.py [--steps 200] [--batches 64,256,1347]
 
 Times forward + backward + Adam step, median over ``--steps`` steps after warm-up, for the dense model,
-MCNC (sine generator, k = 8, d = 1024, width 256) and PRANC (linear generator), at several batch sizes,
-and prints ``MCNC step / dense step``. Writes JSON.
+MCNC (sine generator, k = 8, d = 1024, hidden widths ``--widths``) and PRANC (linear generator), at
+several batch sizes, and prints ``MCNC step / dense step``. Writes JSON.
 """
 from __future__ import annotations
 
@@ -40,21 +40,27 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--batches", default="64,256,1347")
+    ap.add_argument("--widths", default="256,64", help="generator hidden widths to time (MCNC)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_mcnc.json"))
     args = ap.parse_args()
     torch.manual_seed(0)
     rows = []
     print(f"digits MLP training step, median of {args.steps} (torch threads: {torch.get_num_threads()})")
-    print(f"{'batch':>6} {'dense ms':>9} {'mcnc ms':>8} {'pranc ms':>9} {'mcnc/dense':>10} {'pranc/dense':>11}")
+    widths = [int(w) for w in args.widths.split(",")]
+    print(f"{'batch':>6} {'dense ms':>9} " + " ".join(f"{'mcnc w' + str(w) + ' ms':>14}" for w in widths)
+          + f" {'pranc ms':>9} " + " ".join(f"{'mcnc w' + str(w) + '/dense':>16}" for w in widths)
+          + f" {'pranc/dense':>11}")
     for batch in (int(b) for b in args.batches.split(",")):
         t = {"dense": step_time(make_mlp(256), batch, args.steps)}
-        for gen in ("mcnc", "pranc"):
-            t[gen] = step_time(wrap(make_mlp(256), MCNCSpec(k=8, d=1024, width=256, generator=gen)), batch, args.steps)
+        for w in widths:
+            t[f"mcnc_w{w}"] = step_time(wrap(make_mlp(256), MCNCSpec(k=8, d=1024, width=w)), batch, args.steps)
+        t["pranc"] = step_time(wrap(make_mlp(256), MCNCSpec(k=8, d=1024, generator="pranc")), batch, args.steps)
         row = dict(batch=batch, **{f"{k}_ms": 1e3 * v for k, v in t.items()},
-                   mcnc_over_dense=t["mcnc"] / t["dense"], pranc_over_dense=t["pranc"] / t["dense"])
+                   **{f"{k}_over_dense": v / t["dense"] for k, v in t.items() if k != "dense"})
         rows.append(row)
-        print(f"{batch:>6} {1e3 * t['dense']:9.3f} {1e3 * t['mcnc']:8.3f} {1e3 * t['pranc']:9.3f} "
-              f"{row['mcnc_over_dense']:10.2f} {row['pranc_over_dense']:11.2f}")
+        print(f"{batch:>6} {1e3 * t['dense']:9.3f} " + " ".join(f"{1e3 * t[f'mcnc_w{w}']:14.3f}" for w in widths)
+              + f" {1e3 * t['pranc']:9.3f} " + " ".join(f"{t[f'mcnc_w{w}'] / t['dense']:16.2f}" for w in widths)
+              + f" {t['pranc'] / t['dense']:11.2f}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"steps": args.steps, "rows": rows}, indent=1))
     print(f"wrote {args.out}")
