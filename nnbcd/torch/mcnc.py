@@ -147,7 +147,7 @@ class _Store:
         model.register_parameter("mcnc_alpha", nn.Parameter(alpha))
         model.register_parameter("mcnc_beta", nn.Parameter(beta))
         self._root = weakref.ref(model)
-        self._cache: Optional[torch.Tensor] = None
+        self._cache: Optional[Tuple[torch.Tensor, ...]] = None
         self._key: Optional[tuple] = None
 
     @property
@@ -166,35 +166,44 @@ class _Store:
     def base(self) -> Optional[torch.Tensor]:
         return getattr(self.root, "mcnc_base", None)
 
-    def flat(self) -> torch.Tensor:
+    def parts(self) -> Tuple[torch.Tensor, ...]:
+        """The reconstructed tensors of the layout, flattened, as views of one vector.
+
+        One ``split`` per forward: its backward is a single concatenation, where one slice per tensor
+        would allocate and zero-fill a full-length gradient for each (measured: a third of the step).
+        """
         alpha, beta = self.alpha, self.beta
         key = (alpha._version, beta._version, alpha.data_ptr(), beta.data_ptr())
         if self._cache is not None and self._key == key:
             return self._cache
         if self.generator.w0.device != alpha.device:
             self.generator.to(alpha.device)
-        phi = self.generator(alpha).view(beta.shape[0], beta.shape[1], -1)
-        theta = (beta[:, :, None] * phi).sum(dim=1).reshape(-1)[: self.total]
+        phi = self.generator(alpha)
+        if beta.shape[1] == 1:
+            theta = (beta * phi).reshape(-1)
+        else:
+            theta = (beta[:, :, None] * phi.view(beta.shape[0], beta.shape[1], -1)).sum(dim=1).reshape(-1)
+        sizes = [math.prod(shape) for _, shape in self.layout]
+        pieces = torch.split(theta, sizes + [theta.numel() - self.total])[:-1]
         if self.base is not None:
-            theta = self.base + theta
-        self._cache, self._key = theta, key
-        return theta
+            pieces = tuple(b + t for b, t in zip(torch.split(self.base, sizes), pieces))
+        self._cache, self._key = pieces, key
+        return pieces
 
     def clear(self) -> None:
         self._cache = None
 
 
 class _Slice(nn.Module):
-    """Parametrization of one tensor: its slice of the store's flat vector."""
+    """Parametrization of one tensor: its piece of the store's reconstruction."""
 
-    def __init__(self, store: _Store, start: int, shape: tuple) -> None:
+    def __init__(self, store: _Store, index: int, shape: tuple) -> None:
         super().__init__()
         self.store = [store]  # a list: not registered as a submodule, so no duplicate parameters
-        self.start, self.shape = start, shape
+        self.index, self.shape = index, shape
 
     def forward(self, _original: torch.Tensor) -> torch.Tensor:
-        n = math.prod(self.shape)
-        return self.store[0].flat()[self.start: self.start + n].view(self.shape)
+        return self.store[0].parts()[self.index].view(self.shape)
 
 
 def _selected(model: nn.Module, spec: MCNCSpec) -> List[Tuple[str, nn.Module, str, nn.Parameter]]:
@@ -237,18 +246,17 @@ def _digest(tensors: List[torch.Tensor]) -> str:
 
 
 class _LoRA(nn.Module):
-    r"""Parametrization :math:`W = W_0 + (s/r)\,BA` with A, B slices of the store's flat vector."""
+    r"""Parametrization :math:`W = W_0 + (s/r)\,BA` with A, B pieces ``index``, ``index + 1`` of the store."""
 
-    def __init__(self, store: _Store, start: int, rank: int, shape: tuple, scale: float) -> None:
+    def __init__(self, store: _Store, index: int, rank: int, shape: tuple, scale: float) -> None:
         super().__init__()
         self.store = [store]
-        self.start, self.rank, self.shape, self.scale = start, rank, shape, scale
+        self.index, self.rank, self.shape, self.scale = index, rank, shape, scale
 
     def forward(self, original: torch.Tensor) -> torch.Tensor:
-        out_f, in_f = self.shape[0], math.prod(self.shape[1:])
-        flat = self.store[0].flat()
-        a = flat[self.start: self.start + self.rank * in_f].view(self.rank, in_f)
-        b = flat[self.start + self.rank * in_f: self.start + self.rank * (in_f + out_f)].view(out_f, self.rank)
+        parts = self.store[0].parts()
+        a = parts[self.index].view(self.rank, -1)
+        b = parts[self.index + 1].view(-1, self.rank)
         return original + self.scale * (b @ a).view(self.shape)
 
 
@@ -270,15 +278,12 @@ def wrap(model: nn.Module, spec: MCNCSpec) -> nn.Module:
     store = _Store(model, spec, layout, init)
     store.base_digest = _digest([p for _, _, _, p in sel]) if spec.mode != "scratch" else None
     object.__setattr__(model, "_mcnc_store", store)  # plain attribute: not a submodule
-    start = 0
-    for _, mod, pname, p in sel:
+    for k, (_, mod, pname, p) in enumerate(sel):
         p.requires_grad_(False)
         if spec.mode == "lora":
-            param = _LoRA(store, start, spec.lora_rank, tuple(p.shape), spec.lora_alpha / spec.lora_rank)
-            start += spec.lora_rank * (p.shape[0] + p[0].numel())
+            param = _LoRA(store, 2 * k, spec.lora_rank, tuple(p.shape), spec.lora_alpha / spec.lora_rank)
         else:
-            param = _Slice(store, start, tuple(p.shape))
-            start += p.numel()
+            param = _Slice(store, k, tuple(p.shape))
         parametrize.register_parametrization(mod, pname, param, unsafe=True)
         getattr(mod.parametrizations, pname).original.requires_grad_(False)
     if spec.mode == "lora":  # a frozen base: its biases do not train either
