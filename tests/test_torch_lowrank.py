@@ -5,7 +5,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from nnbcd.torch import decompose, estimate_ranks, orthogonal_penalty  # noqa: E402
+from nnbcd.torch import decompose, estimate_ranks  # noqa: E402
 
 
 def _conv(bias, dtype=torch.float64):
@@ -83,23 +83,6 @@ def test_unsupported_and_bad_inputs():
         decompose("model")
     with pytest.raises(ValueError, match="on_zero"):
         estimate_ranks(model, on_zero="drop")
-
-
-def test_orthogonal_penalties_vanish_on_orthonormal_and_match_autograd():
-    q = torch.linalg.qr(torch.randn(20, 8, dtype=torch.float64))[0].T.contiguous()  # orthonormal rows
-    for kind in ("so", "srip", "offdiag"):
-        assert float(orthogonal_penalty([q], kind, lam=1.0, n_power_iter=50)) < 1e-10
-    w = torch.randn(6, 15, dtype=torch.float64, requires_grad=True)
-    orthogonal_penalty([w], "so", lam=0.5).backward()
-    with torch.no_grad():
-        expect = 4 * 0.5 * (w @ w.T - torch.eye(6, dtype=torch.float64)) @ w
-    torch.testing.assert_close(w.grad, expect)
-    a = torch.randn(10, 30, dtype=torch.float64)
-    gm = a @ a.T - torch.eye(10, dtype=torch.float64)
-    srip = float(orthogonal_penalty([a], "srip", lam=1.0, n_power_iter=200))
-    assert srip == pytest.approx(float(torch.linalg.eigvalsh(gm).abs().max()), rel=1e-6)
-    with pytest.raises(ValueError, match="kind"):
-        orthogonal_penalty([a], "l1")
 
 
 def test_digits_example_runs_small(tmp_path):

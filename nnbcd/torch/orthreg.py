@@ -8,6 +8,8 @@ for Conv2d; :math:`G = WW^T` if out ≤ in else :math:`W^TW` (the smaller side, 
 * ``"srip"``: :math:`\lambda\,\sigma_{\max}(G - g^2I)` by power iteration (differentiable through the
   final Rayleigh quotient)
 * ``"offdiag"``: :math:`\lambda\|G\odot(1-I)\|_F^2`
+* ``"factor"``: :math:`\lambda\|G - I_k\|_F^2/k^2`, for the factor matrices of decomposed layers (the Tucker-2
+  1×1 factors are orthonormal after decomposition; the penalty keeps them so while fine-tuning); ``gain`` unused
 
 A strong ``"so"`` penalty on full weights flattens the spectrum EVBMF relies on: keep λ small.
 """
@@ -55,7 +57,12 @@ def _offdiag(m: torch.Tensor, g: float, n_iter: int) -> torch.Tensor:
     return (gm - torch.diag(torch.diagonal(gm))).square().sum()
 
 
-PENALTIES: dict = {"so": _so, "dso": _dso, "srip": _srip, "offdiag": _offdiag}
+def _factor(m: torch.Tensor, g: float, n_iter: int) -> torch.Tensor:
+    k = min(m.shape)
+    return _so(m, 1.0, n_iter) / (k * k)
+
+
+PENALTIES: dict = {"so": _so, "dso": _dso, "srip": _srip, "offdiag": _offdiag, "factor": _factor}
 
 
 def regularised_layers(model: nn.Module, exclude_last_linear: bool = True) -> List[Tuple[str, nn.Module]]:
