@@ -83,6 +83,31 @@ def test_unsupported_and_bad_inputs():
         decompose("model")
     with pytest.raises(ValueError, match="on_zero"):
         estimate_ranks(model, on_zero="drop")
+    _, rep = decompose(nn.Sequential(nn.ConvTranspose2d(4, 8, 3), nn.Conv1d(4, 8, 3)))
+    assert [r.action for r in rep.layers] == ["kept (ConvTranspose2d not supported)", "kept (Conv1d not supported)"]
+    with pytest.raises(ValueError, match=r"ranks\['0'\]"):
+        decompose(nn.Sequential(nn.Conv2d(4, 8, 3)), ranks={"0": 3})
+    with pytest.raises(ValueError, match="non-finite"):
+        decompose(nn.Sequential(bad), ranks={"0": 2})
+    with pytest.raises(ValueError, match="hooi_iter"):
+        decompose(model, hooi_iter=-1)
+
+
+def test_hooi_never_increases_the_error():
+    torch.manual_seed(1)
+    conv = nn.Conv2d(16, 24, 3, padding=1, dtype=torch.float64)
+    w = conv.weight.detach()
+    errs = []
+    for sweeps in range(5):
+        new, rep = decompose(nn.Sequential(conv), ranks={"0": (6, 5)}, hooi_iter=sweeps)
+        blk = new[0]
+        with torch.no_grad():
+            w_hat = torch.einsum("abkl,oa,bi->oikl", blk[1].weight, blk[2].weight[:, :, 0, 0],
+                                 blk[0].weight[:, :, 0, 0])
+        err = float((w - w_hat).norm() / w.norm())
+        assert err == pytest.approx(rep.layers[0].rel_error, rel=1e-8)  # ‖W − Ŵ‖² = ‖W‖² − ‖G‖²
+        errs.append(err)
+    assert all(b <= a + 1e-12 for a, b in zip(errs, errs[1:])) and errs[-1] < errs[0]
 
 
 def test_digits_example_runs_small(tmp_path):

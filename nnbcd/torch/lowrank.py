@@ -16,6 +16,7 @@ and listed in the report with the reason.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
@@ -27,6 +28,8 @@ from torch import nn
 from ..ops.vbmf import evbmf
 
 __all__ = ["LayerReport", "LowRankReport", "budget_ranks", "decompose", "estimate_ranks"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -175,6 +178,8 @@ def _supported(mod: nn.Module) -> Tuple[bool, str]:
         if mod.groups != 1:
             return False, f"groups={mod.groups}"
         return True, ""
+    if isinstance(mod, nn.modules.conv._ConvNd):  # transposed and 1-D/3-D convolutions
+        return False, f"{type(mod).__name__} not supported"
     return False, ""
 
 
@@ -212,13 +217,21 @@ def _leading_left(mat: torch.Tensor, r: int) -> torch.Tensor:
     return u * torch.sign(u[idx, torch.arange(r)])
 
 
-def _tucker2(mod: nn.Conv2d, r_out: int, r_in: int) -> Tuple[nn.Module, float]:
+def _tucker2(mod: nn.Conv2d, r_out: int, r_in: int, hooi_iter: int = 0) -> Tuple[nn.Module, float]:
     w = mod.weight.detach()
     w64 = w.to(torch.float64)
     out_c, in_c, kh, kw_ = w.shape
     u_out = _leading_left(w64.reshape(out_c, -1), r_out)
     u_in = _leading_left(w64.transpose(0, 1).reshape(in_c, -1), r_in)
     core = torch.einsum("oikl,oa,ib->abkl", w64, u_out, u_in)
+    tol = 1e-7 * float(w64.norm())
+    for _ in range(hooi_iter):
+        # HOOI sweep: each factor is the leading subspace of W projected on the other factor
+        u_out = _leading_left(torch.einsum("oikl,ib->obkl", w64, u_in).reshape(out_c, -1), r_out)
+        u_in = _leading_left(torch.einsum("oikl,oa->iakl", w64, u_out).reshape(in_c, -1), r_in)
+        prev, core = core, torch.einsum("oikl,oa,ib->abkl", w64, u_out, u_in)
+        if abs(float(core.norm()) - float(prev.norm())) <= tol:
+            break
     err = float((w64.square().sum() - core.square().sum()).clamp_min(0).sqrt() / w64.square().sum().sqrt())
     kw = dict(device=w.device, dtype=w.dtype)
     first = nn.Conv2d(in_c, r_in, 1, bias=False, **kw)
@@ -254,7 +267,7 @@ def _macs(model: nn.Module, example: Optional[torch.Tensor]) -> Dict[str, int]:
 
 def decompose(model: nn.Module, ranks: Optional[Dict[str, Any]] = None, *, budget: Optional[float] = None,
               on_zero: str = "keep", r_min: int = 1, weaken: float = 1.0, skip: Tuple[str, ...] = (),
-              example_input: Optional[torch.Tensor] = None) -> Tuple[nn.Module, LowRankReport]:
+              example_input: Optional[torch.Tensor] = None, hooi_iter: int = 0) -> Tuple[nn.Module, LowRankReport]:
     """Return a copy of ``model`` with its Linear/Conv2d layers replaced by low-rank factors, and a report.
 
     Parameters
@@ -269,9 +282,14 @@ def decompose(model: nn.Module, ranks: Optional[Dict[str, Any]] = None, *, budge
     skip : names of layers to leave as they are (e.g. the final classifier).
     example_input : tensor, optional
         One input batch: the report then also counts MACs before and after.
+    hooi_iter : int
+        HOOI sweeps refining the Tucker-2 factors after the HOSVD start (0: plain truncated HOSVD);
+        the reconstruction error never increases.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not (isinstance(hooi_iter, int) and hooi_iter >= 0):
+        raise ValueError(f"hooi_iter must be a non-negative integer, got {hooi_iter!r}")
     if budget is not None:
         if ranks is not None:
             raise ValueError("pass ranks or budget, not both")
@@ -285,11 +303,14 @@ def decompose(model: nn.Module, ranks: Optional[Dict[str, Any]] = None, *, budge
         ok, reason = _supported(mod)
         if not ok:
             if reason:
+                logger.info("layer %r kept: %s", name, reason)
                 report.layers.append(LayerReport(name, type(mod).__name__, tuple(mod.weight.shape), (),
                                                  f"kept ({reason})", mod.weight.numel(), mod.weight.numel()))
             continue
         w = mod.weight
         n_w = w.numel()
+        if not torch.isfinite(w).all():
+            raise ValueError(f"layer {name!r} has non-finite weights")
         if name in skip or (ranks is not None and name not in ranks):
             report.layers.append(LayerReport(name, type(mod).__name__, tuple(w.shape), (), "kept (not selected)",
                                              n_w, n_w))
@@ -300,7 +321,11 @@ def decompose(model: nn.Module, ranks: Optional[Dict[str, Any]] = None, *, budge
             given = ranks[name]
             r, s2 = (tuple(given) if isinstance(given, (tuple, list)) else (int(given),)), ()
         tucker = isinstance(mod, nn.Conv2d) and not _is_pointwise(mod)
-        if any(x < 1 for x in r) or len(r) != (2 if tucker else 1):
+        if len(r) != (2 if tucker else 1):
+            raise ValueError(f"ranks[{name!r}] = {r!r}: this layer needs "
+                             f"{'(r_out, r_in)' if tucker else 'one rank'}")
+        if any(x < 1 for x in r):
+            logger.info("layer %r kept: rank 0", name)
             report.layers.append(LayerReport(name, type(mod).__name__, tuple(w.shape), r, "kept (rank 0)", n_w, n_w,
                                              sigma2=s2))
             continue
@@ -317,7 +342,7 @@ def decompose(model: nn.Module, ranks: Optional[Dict[str, Any]] = None, *, budge
             report.layers.append(LayerReport(name, type(mod).__name__, tuple(w.shape), r,
                                              "kept (no parameter saving)", n_w, n_w, sigma2=s2))
             continue
-        block, err = _tucker2(mod, *r) if tucker else _svd_split(mod, r[0])
+        block, err = _tucker2(mod, *r, hooi_iter=hooi_iter) if tucker else _svd_split(mod, r[0])
         replacements[name] = block
         report.layers.append(LayerReport(name, type(mod).__name__, tuple(w.shape), r,
                                          "tucker2" if tucker else "svd split", n_w, n_new, err, sigma2=s2))
