@@ -162,13 +162,17 @@ def test_conv_unfoldings_give_tucker_ranks(rng):
         assert (evbmf(y0).rank, evbmf(y1).rank) == (r_out, r_in)
 
 
-def test_factors_rebuild_the_estimate():
+@pytest.mark.parametrize("transpose", [False, True])
+def test_factors_rebuild_the_estimate(transpose):
     y = recipe("A", 50, 120, R=4)
+    y = y.T if transpose else y
     r = evbmf(y, factors=True)
     u, v = r.factors
-    assert u.shape == (50, 4) and v.shape == (120, 4)
-    est = (u * r.shrunk) @ v.T
-    assert np.linalg.norm(est - y) < np.linalg.norm(y)
+    assert u.shape == (y.shape[0], 4) and v.shape == (y.shape[1], 4)
+    uu, _, vt = np.linalg.svd(y)  # oracle: the shrunk values on NumPy's leading singular vectors
+    np.testing.assert_allclose((u * r.shrunk) @ v.T, (uu[:, :4] * r.shrunk) @ vt[:4], atol=1e-10)
+    assert np.all(u[np.abs(u).argmax(axis=0), np.arange(4)] > 0)
+    assert evbmf(y, factors=False).factors is None
 
 
 def test_degenerate_and_bad_inputs():
@@ -177,6 +181,9 @@ def test_degenerate_and_bad_inputs():
     r = evbmf(exact)
     assert r.rank == 1 and r.sigma2 == 0.0
     assert evbmf(np.ones((1, 7))).rank == 0
+    for shape in [(1, 1), (2, 9), (3, 27), (8, 8), (16, 144), (27, 3)]:  # tiny pure noise: rank 0, no error
+        for seed in range(3):
+            assert evbmf(np.random.default_rng(seed).standard_normal(shape)).rank == 0
     with pytest.raises(ValueError, match="2-D"):
         evbmf(np.ones(5))
     with pytest.raises(ValueError, match="empty"):

@@ -55,7 +55,7 @@ class VBMFResult:
         :math:`2F` (EVBMF only; NaN otherwise).
     factors : tuple or None
         ``(U_r, V_r)`` with :math:`\\hat Y = U_r\\,\\mathrm{diag}(\\hat\\gamma)V_r^T` in the input's
-        orientation, when asked for.
+        orientation, when asked for; the largest-magnitude entry of each column of ``U_r`` is positive.
     """
 
     rank: int
@@ -221,7 +221,11 @@ def evbmf(y: Any, backend: Any = "numpy", H: Optional[int] = None, tau_mode: str
                                      eps=float(np.finfo(y.dtype).eps))
     if factors and res.rank:
         u, _, vt = be.svd(y)
-        res.factors = (be.to_numpy(u[:, :res.rank]), be.to_numpy(vt[:res.rank].T))
+        u, v = be.to_numpy(u[:, :res.rank]), be.to_numpy(vt[:res.rank].T)
+        # sign convention: the largest-magnitude entry of each column of U is positive, so factors are
+        # reproducible across backends and LAPACK drivers
+        sign = np.sign(u[np.abs(u).argmax(axis=0), np.arange(res.rank)])
+        res.factors = (u * sign, v * sign)
     return res
 
 
