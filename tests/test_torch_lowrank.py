@@ -142,3 +142,25 @@ def test_global_budget_is_respected_and_spent_on_energy():
     assert rep.params_after < rep.params_before
     with pytest.raises(ValueError, match="budget"):
         budget_ranks(model, 1.5)
+    with pytest.raises(ValueError, match="epoch"):
+        run({"method": "lowrank", "epoch": 1}, tmp_path, verbose=False)
+
+
+def test_report_is_complete_and_consistent():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, groups=4),
+                          nn.Conv2d(32, 64, 1), nn.Flatten(), nn.Linear(64 * 36, 40), nn.Linear(40, 2))
+    x = torch.randn(2, 3, 8, 8)
+    new, rep = decompose(model, ranks={"0": (4, 2), "3": 5, "5": 6, "6": 2}, example_input=x)
+    assert [r.name for r in rep.layers] == ["0", "2", "3", "5", "6"]  # every Linear/Conv layer, in order
+    actions = {r.name: r.action for r in rep.layers}
+    assert actions == {"0": "tucker2", "2": "kept (groups=4)", "3": "svd split", "5": "svd split",
+                       "6": "kept (no parameter saving)"}
+    assert rep.layers[0].ranks == (4, 2)
+    saved = sum(r.params_before - r.params_after for r in rep.layers)
+    assert rep.params_before - rep.params_after == saved
+    assert rep.params_after == sum(p.numel() for p in new.parameters())
+    assert rep.macs_before == sum(r.macs_before for r in rep.layers)
+    assert rep.macs_after == sum(r.macs_after for r in rep.layers)
+    with torch.no_grad():
+        assert new(x).shape == model(x).shape
