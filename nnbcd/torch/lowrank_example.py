@@ -24,7 +24,7 @@ from .orthreg import orthogonal_penalty, regularised_layers, train_epochs
 DEFAULTS: Dict[str, Any] = {
     "method": "lowrank", "name": "digits_lowrank", "description": "",
     "seed": 0, "channels": 64, "hidden": 256, "epochs": 25, "finetune_epochs": 5, "batch_size": 64,
-    "lr": 2e-3, "finetune_lr": 5e-4, "penalty": "so", "lam": 1e-3,
+    "lr": 2e-3, "finetune_lr": 5e-4, "penalty": "srip", "lam": 1e-3,
 }
 
 
