@@ -192,6 +192,12 @@ def test_degenerate_and_bad_inputs():
     bad[1, 1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         evbmf(bad)
+    assert evbmf(np.eye(4, 9, dtype=int)).rank == evbmf(np.eye(4, 9)).rank  # integers are promoted
+    assert evbmf([[1.0, 2.0, 3.0], [2.0, 4.0, 6.5]]).shape == (2, 3)  # nested lists are accepted
+    with pytest.raises(TypeError, match="y must be a real"):
+        evbmf(np.ones((3, 4), dtype=complex))
+    with pytest.raises(ValueError, match="NaN"):
+        vbmf.vbmf(bad, sigma2=1.0, c=1.0)
     with pytest.raises(ValueError, match="tau_mode"):
         evbmf(np.eye(3), tau_mode="rough")
     with pytest.raises(ValueError, match="H must be"):

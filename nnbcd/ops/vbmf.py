@@ -106,6 +106,20 @@ def _validate(y: Any, name: str) -> None:
         raise ValueError(f"{name} is empty (shape {y.shape})")
 
 
+def _as_float_matrix(y: Any, be: Any, name: str) -> Any:
+    """``y`` on the backend as a 2-D float matrix; integer/bool/list input becomes float64."""
+    if not hasattr(y, "dtype"):
+        y = np.asarray(y)
+    if y.dtype.kind in "biu":
+        y = be.asarray(y, dtype="float64", name=name)
+    elif y.dtype.kind == "f":
+        y = be.xp.asarray(y)
+    else:
+        raise TypeError(f"{name} must be a real numeric matrix, got dtype {y.dtype}")
+    _validate(y, name)
+    return y
+
+
 def singular_values(y: Any, be: Any) -> np.ndarray:
     r"""Singular values of ``y`` (descending, host float64) without singular vectors.
 
@@ -211,8 +225,7 @@ def evbmf(y: Any, backend: Any = "numpy", H: Optional[int] = None, tau_mode: str
     from ..backend import get_backend
 
     be = get_backend(backend)
-    _validate(y, "y")
-    y = be.asarray(y) if not hasattr(y, "dtype") or y.dtype.kind != "f" else be.xp.asarray(y)
+    y = _as_float_matrix(y, be, "y")
     if not be.isfinite_all(y):
         raise ValueError("y contains NaN/Inf")
     s = singular_values(y, be)
@@ -260,11 +273,12 @@ def vbmf(y: Any, sigma2: float, c: float, backend: Any = "numpy") -> VBMFResult:
     from ..backend import get_backend
 
     be = get_backend(backend)
-    _validate(y, "y")
     for name, v in (("sigma2", sigma2), ("c", c)):
         if not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
             raise ValueError(f"{name} must be a positive number, got {v!r}")
-    y = be.xp.asarray(y)
+    y = _as_float_matrix(y, be, "y")
+    if not be.isfinite_all(y):
+        raise ValueError("y contains NaN/Inf")
     L, M = sorted(y.shape)
     s = singular_values(y, be)
     a = (L + M) / 2 + sigma2 / (2 * c * c)
