@@ -164,3 +164,15 @@ def test_report_is_complete_and_consistent():
     assert rep.macs_after == sum(r.macs_after for r in rep.layers)
     with torch.no_grad():
         assert new(x).shape == model(x).shape
+
+
+def test_layer_ranks_do_not_depend_on_weight_scale():
+    rng = np.random.default_rng(0)
+    w = (rng.standard_normal((48, 6)) @ rng.standard_normal((6, 300))) / np.sqrt(6) + rng.standard_normal((48, 300))
+    ranks = set()
+    for scale in (1e-4, 1e-2, 1.0, 1e2, 1e4):
+        lin = nn.Linear(300, 48, dtype=torch.float64)
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(scale * w))
+        ranks.add(estimate_ranks(nn.Sequential(lin))["0"][0])
+    assert ranks == {(6,)}
