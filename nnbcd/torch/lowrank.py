@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..ops.vbmf import evbmf
+from ..ops.vbmf import evbmf_batch
 
 __all__ = ["LayerReport", "LowRankReport", "budget_ranks", "decompose", "estimate_ranks"]
 
@@ -103,15 +103,20 @@ def estimate_ranks(model: nn.Module, on_zero: str = "keep", r_min: int = 1, weak
         raise ValueError(f"on_zero={on_zero!r} is not one of ('keep', 'min', 'error')")
     if not 0.0 <= weaken <= 1.0:
         raise ValueError(f"weaken must be in [0, 1], got {weaken!r}")
-    out = {}
+    layers = {}
     for name, mod in model.named_modules():
         if not _supported(mod)[0]:
             continue
         w = mod.weight
         if not torch.isfinite(w).all():
             raise ValueError(f"layer {name!r} has non-finite weights")
-        mats = _unfoldings(w[:, :, 0, 0] if _is_pointwise(mod) else w)
-        res = [evbmf(m, tau_mode=tau_mode) for m in mats]
+        layers[name] = _unfoldings(w[:, :, 0, 0] if _is_pointwise(mod) else w)
+    # one batched eigenvalue call per distinct unfolding shape (networks repeat layer shapes)
+    flat = [m for mats in layers.values() for m in mats]
+    results = iter(evbmf_batch(flat, tau_mode=tau_mode))
+    out = {}
+    for name, mats in layers.items():
+        res = [next(results) for _ in mats]
         ranks = tuple(_post(r.rank, min(m.shape) if len(mats) == 1 else m.shape[0], on_zero, r_min, weaken)
                       for r, m in zip(res, mats))
         out[name] = (ranks, tuple(r.sigma2 for r in res))
