@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-from torch import nn  # noqa: E402
+from torch import nn
 
-from nnbcd.torch import orthogonal_penalty, regularised_layers, train_epochs  # noqa: E402
+from nnbcd.torch import orthogonal_penalty, regularised_layers, train_epochs
 
 KINDS = ("so", "dso", "srip", "offdiag", "factor")
 
@@ -87,7 +87,7 @@ def test_layer_selection_and_training_loop():
     assert names == ["0", "4"]  # grouped conv, BatchNorm and the classifier are left out
     x, y = torch.randn(32, 1, 6, 6), torch.randint(0, 3, (32,))
     losses = []
-    weights = lambda m: [mod.weight for _, mod in regularised_layers(m)]  # noqa: E731
+    weights = lambda m: [mod.weight for _, mod in regularised_layers(m)]
     train_epochs(model, [(x, y)], epochs=30, lr=1e-2,
                  penalty=lambda m: orthogonal_penalty(weights(m), "so", lam=1e-2),
                  on_epoch=lambda e, loss: losses.append(loss))

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-from torch import nn  # noqa: E402
+from torch import nn
 
-from nnbcd.torch import decompose, estimate_ranks  # noqa: E402
+from nnbcd.torch import decompose, estimate_ranks
 
 
 def _conv(bias, dtype=torch.float64):

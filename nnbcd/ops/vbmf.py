@@ -23,8 +23,9 @@ without singular vectors (eigenvalues of the :math:`L\times L` Gram).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.optimize import brentq, minimize_scalar
@@ -66,7 +67,7 @@ class VBMFResult:
     shape: tuple
     transposed: bool
     free_energy: float = math.nan
-    factors: Optional[tuple] = field(default=None, repr=False)
+    factors: tuple | None = field(default=None, repr=False)
 
 
 def tau_lower(alpha: float, mode: str = "approx") -> float:
@@ -74,7 +75,7 @@ def tau_lower(alpha: float, mode: str = "approx") -> float:
     if mode == "approx":
         return 2.5129 * math.sqrt(alpha)
     if mode == "exact":
-        xi = lambda t: math.log1p(t) / t + alpha * math.log1p(t / alpha) / t - 1.0  # noqa: E731
+        xi = lambda t: math.log1p(t) / t + alpha * math.log1p(t / alpha) / t - 1.0
         return brentq(xi, math.sqrt(alpha) * (1 + 1e-12), 2.5129 + 1e-9, xtol=1e-14)
     raise ValueError(f"tau_mode={mode!r} is not one of {TAU_MODES}")
 
@@ -143,8 +144,8 @@ def _batched_singular_values(stack: Any, be: Any) -> np.ndarray:
     return np.sqrt(np.maximum(lam[:, ::-1], 0.0))
 
 
-def evbmf_from_singular_values(s: np.ndarray, fro2: float, shape: tuple, H: Optional[int] = None,
-                               tau_mode: str = "approx", sigma2: Optional[float] = None,
+def evbmf_from_singular_values(s: np.ndarray, fro2: float, shape: tuple, H: int | None = None,
+                               tau_mode: str = "approx", sigma2: float | None = None,
                                eps: float = np.finfo(np.float64).eps) -> VBMFResult:
     """EVBMF from the singular values ``s`` and :math:`\\|Y\\|_F^2` of a matrix of ``shape``.
 
@@ -206,8 +207,8 @@ def evbmf_from_singular_values(s: np.ndarray, fro2: float, shape: tuple, H: Opti
     return done(float(sigma2), rank, shrunk, thr, f2)
 
 
-def evbmf(y: Any, backend: Any = "numpy", H: Optional[int] = None, tau_mode: str = "approx",
-          sigma2: Optional[float] = None, factors: bool = False) -> VBMFResult:
+def evbmf(y: Any, backend: Any = "numpy", H: int | None = None, tau_mode: str = "approx",
+          sigma2: float | None = None, factors: bool = False) -> VBMFResult:
     """Empirical VBMF of the matrix ``y`` on ``backend`` (see the module docstring for the formulas).
 
     Parameters
@@ -242,12 +243,12 @@ def evbmf(y: Any, backend: Any = "numpy", H: Optional[int] = None, tau_mode: str
     return res
 
 
-def evbmf_batch(matrices: Sequence[Any], backend: Any = "numpy", tau_mode: str = "approx") -> List[VBMFResult]:
+def evbmf_batch(matrices: Sequence[Any], backend: Any = "numpy", tau_mode: str = "approx") -> list[VBMFResult]:
     """:func:`evbmf` over many matrices; those of equal shape share one batched eigen/SVD call."""
     from ..backend import get_backend
 
     be = get_backend(backend)
-    out: List[Optional[VBMFResult]] = [None] * len(matrices)
+    out: list[VBMFResult | None] = [None] * len(matrices)
     groups: dict = {}
     for k, y in enumerate(matrices):
         _validate(y, f"matrices[{k}]")

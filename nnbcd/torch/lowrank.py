@@ -19,7 +19,7 @@ import copy
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,8 +44,8 @@ class LayerReport:
     params_before: int
     params_after: int
     rel_error: float = 0.0
-    macs_before: Optional[int] = None
-    macs_after: Optional[int] = None
+    macs_before: int | None = None
+    macs_after: int | None = None
     sigma2: tuple = ()
 
 
@@ -53,11 +53,11 @@ class LayerReport:
 class LowRankReport:
     """Per-layer rows and totals (parameters of the whole model, MACs for one example input)."""
 
-    layers: List[LayerReport] = field(default_factory=list)
+    layers: list[LayerReport] = field(default_factory=list)
     params_before: int = 0
     params_after: int = 0
-    macs_before: Optional[int] = None
-    macs_after: Optional[int] = None
+    macs_before: int | None = None
+    macs_after: int | None = None
 
     @property
     def ratio(self) -> float:
@@ -66,7 +66,7 @@ class LowRankReport:
     def table(self) -> str:
         head = f"{'layer':<20} {'shape':<18} {'ranks':<10} {'action':<24} {'params':>15} {'rel err':>8}"
         rows = [head] + [
-            f"{r.name:<20} {str(r.shape):<18} {str(r.ranks):<10} {r.action:<24} "
+            f"{r.name:<20} {r.shape!s:<18} {r.ranks!s:<10} {r.action:<24} "
             f"{r.params_before:>7}->{r.params_after:<7} {r.rel_error:8.4f}" for r in self.layers]
         rows.append(f"total parameters {self.params_before} -> {self.params_after} (ratio {self.ratio:.4f})")
         if self.macs_before:
@@ -74,7 +74,7 @@ class LowRankReport:
         return "\n".join(rows)
 
 
-def _unfoldings(w: torch.Tensor) -> List[np.ndarray]:
+def _unfoldings(w: torch.Tensor) -> list[np.ndarray]:
     a = w.detach().to("cpu", torch.float64).numpy()
     if a.ndim == 2:
         return [a]
@@ -93,7 +93,7 @@ def _post(rank: int, full: int, on_zero: str, r_min: int, weaken: float) -> int:
 
 
 def estimate_ranks(model: nn.Module, on_zero: str = "keep", r_min: int = 1, weaken: float = 1.0,
-                   tau_mode: str = "approx") -> Dict[str, Tuple[Tuple[int, ...], Tuple[float, ...]]]:
+                   tau_mode: str = "approx") -> dict[str, tuple[tuple[int, ...], tuple[float, ...]]]:
     """EVBMF ranks of every Linear and groups-1 Conv2d: ``{name: (ranks, sigma2s)}``.
 
     Linear and 1×1 conv: one rank on the ``out×in`` matrix. Conv2d: ``(r_out, r_in)`` from the mode-0
@@ -123,7 +123,7 @@ def estimate_ranks(model: nn.Module, on_zero: str = "keep", r_min: int = 1, weak
     return out
 
 
-def budget_ranks(model: nn.Module, budget: float, skip: Tuple[str, ...] = ()) -> Dict[str, Tuple[int, ...]]:
+def budget_ranks(model: nn.Module, budget: float, skip: tuple[str, ...] = ()) -> dict[str, tuple[int, ...]]:
     r"""Ranks that fit a global parameter budget: a fraction ``budget`` of the selected layers' weights.
 
     Greedy on normalised energy per parameter: every layer starts at rank 1 (each Tucker-2 mode at 1)
@@ -176,7 +176,7 @@ def _is_pointwise(mod: nn.Module) -> bool:
     return isinstance(mod, nn.Conv2d) and mod.kernel_size == (1, 1)
 
 
-def _supported(mod: nn.Module) -> Tuple[bool, str]:
+def _supported(mod: nn.Module) -> tuple[bool, str]:
     if isinstance(mod, nn.Linear):
         return True, ""
     if isinstance(mod, nn.Conv2d):
@@ -188,7 +188,7 @@ def _supported(mod: nn.Module) -> Tuple[bool, str]:
     return False, ""
 
 
-def _svd_split(mod: nn.Module, r: int) -> Tuple[nn.Module, float]:
+def _svd_split(mod: nn.Module, r: int) -> tuple[nn.Module, float]:
     pointwise = isinstance(mod, nn.Conv2d)
     w = mod.weight.detach()
     mat = w[:, :, 0, 0] if pointwise else w
@@ -222,7 +222,7 @@ def _leading_left(mat: torch.Tensor, r: int) -> torch.Tensor:
     return u * torch.sign(u[idx, torch.arange(r)])
 
 
-def _tucker2(mod: nn.Conv2d, r_out: int, r_in: int, hooi_iter: int = 0) -> Tuple[nn.Module, float]:
+def _tucker2(mod: nn.Conv2d, r_out: int, r_in: int, hooi_iter: int = 0) -> tuple[nn.Module, float]:
     w = mod.weight.detach()
     w64 = w.to(torch.float64)
     out_c, in_c, kh, kw_ = w.shape
@@ -251,11 +251,11 @@ def _tucker2(mod: nn.Conv2d, r_out: int, r_in: int, hooi_iter: int = 0) -> Tuple
     return nn.Sequential(first, middle, last), err
 
 
-def _macs(model: nn.Module, example: Optional[torch.Tensor]) -> Dict[str, int]:
+def _macs(model: nn.Module, example: torch.Tensor | None) -> dict[str, int]:
     """Multiply-accumulates of every Linear/Conv2d for one forward pass of ``example``."""
     if example is None:
         return {}
-    out: Dict[str, int] = {}
+    out: dict[str, int] = {}
     hooks = []
     for name, mod in model.named_modules():
         if isinstance(mod, (nn.Linear, nn.Conv2d)):
@@ -270,9 +270,9 @@ def _macs(model: nn.Module, example: Optional[torch.Tensor]) -> Dict[str, int]:
     return out
 
 
-def decompose(model: nn.Module, ranks: Optional[Dict[str, Any]] = None, *, budget: Optional[float] = None,
-              on_zero: str = "keep", r_min: int = 1, weaken: float = 1.0, skip: Tuple[str, ...] = (),
-              example_input: Optional[torch.Tensor] = None, hooi_iter: int = 0) -> Tuple[nn.Module, LowRankReport]:
+def decompose(model: nn.Module, ranks: dict[str, Any] | None = None, *, budget: float | None = None,
+              on_zero: str = "keep", r_min: int = 1, weaken: float = 1.0, skip: tuple[str, ...] = (),
+              example_input: torch.Tensor | None = None, hooi_iter: int = 0) -> tuple[nn.Module, LowRankReport]:
     """Return a copy of ``model`` with its Linear/Conv2d layers replaced by low-rank factors, and a report.
 
     Parameters

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..data.embedded import load_digits
-from ..presets import check_keys
 from ..ops.vbmf import evbmf
+from ..presets import check_keys
 from .lowrank import decompose
 from .orthreg import orthogonal_penalty, regularised_layers, train_epochs
 
-DEFAULTS: Dict[str, Any] = {
+DEFAULTS: dict[str, Any] = {
     "method": "lowrank", "name": "digits_lowrank", "description": "",
     "seed": 0, "channels": 64, "hidden": 256, "epochs": 25, "finetune_epochs": 5, "batch_size": 64,
     "lr": 2e-3, "finetune_lr": 5e-4, "penalty": "srip", "lam": 1e-3,
@@ -45,7 +45,7 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
         return float((model(x).argmax(1) == y).float().mean())
 
 
-def run(config: Dict[str, Any], out_dir: Path, verbose: bool) -> Dict[str, Any]:
+def run(config: dict[str, Any], out_dir: Path, verbose: bool) -> dict[str, Any]:
     check_keys(config, set(DEFAULTS), "method = 'lowrank'")
     cfg = {**DEFAULTS, **config}
     xtr, ytr, xte, yte = load_digits(dtype="float32")
@@ -86,7 +86,7 @@ def run(config: Dict[str, Any], out_dir: Path, verbose: bool) -> Dict[str, Any]:
                                                       if isinstance(v, float)} for r in rows}}
 
 
-def _plot_spectra(spectra: Dict[str, Dict[str, np.ndarray]], path: Path) -> None:
+def _plot_spectra(spectra: dict[str, dict[str, np.ndarray]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

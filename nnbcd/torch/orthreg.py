@@ -15,7 +15,7 @@ A strong ``"so"`` penalty on full weights flattens the spectrum EVBMF relies on:
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, List, Optional, Tuple
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -37,7 +37,7 @@ def _so(m: torch.Tensor, g: float, n_iter: int) -> torch.Tensor:
 
 
 def _dso(m: torch.Tensor, g: float, n_iter: int) -> torch.Tensor:
-    eye = lambda n: torch.eye(n, dtype=m.dtype, device=m.device)  # noqa: E731
+    eye = lambda n: torch.eye(n, dtype=m.dtype, device=m.device)
     return ((m.T @ m - g * g * eye(m.shape[1])).square().sum() + (m @ m.T - g * g * eye(m.shape[0])).square().sum())
 
 
@@ -65,7 +65,7 @@ def _factor(m: torch.Tensor, g: float, n_iter: int) -> torch.Tensor:
 PENALTIES: dict = {"so": _so, "dso": _dso, "srip": _srip, "offdiag": _offdiag, "factor": _factor}
 
 
-def regularised_layers(model: nn.Module, exclude_last_linear: bool = True) -> List[Tuple[str, nn.Module]]:
+def regularised_layers(model: nn.Module, exclude_last_linear: bool = True) -> list[tuple[str, nn.Module]]:
     """Every groups-1 Conv2d and every Linear except (by default) the last one, the classifier."""
     layers = [(n, m) for n, m in model.named_modules()
               if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1)]
@@ -90,8 +90,8 @@ def orthogonal_penalty(weights: Iterable[torch.Tensor], kind: str = "so", lam: f
 
 
 def train_epochs(model: nn.Module, loader: Iterable, epochs: int, lr: float = 1e-3,
-                 penalty: Optional[Callable[[nn.Module], torch.Tensor]] = None,
-                 on_epoch: Optional[Callable[[int, float], None]] = None) -> nn.Module:
+                 penalty: Callable[[nn.Module], torch.Tensor] | None = None,
+                 on_epoch: Callable[[int, float], None] | None = None) -> nn.Module:
     """A small Adam training loop (cross entropy + optional penalty) used by the example."""
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     loss_fn = nn.CrossEntropyLoss()
