@@ -196,17 +196,9 @@ class Backend:
         """Thin SVD ``(U, s, Vt)`` (LAPACK gesdd)."""
         return scipy.linalg.svd(a, full_matrices=False, check_finite=False, lapack_driver="gesdd")
 
-    def svdvals(self, a: Any) -> Any:
-        """Singular values only (no vectors are computed)."""
-        return scipy.linalg.svdvals(a, check_finite=False)
-
     def eigvalsh(self, a: Any) -> Any:
         """Eigenvalues of a symmetric matrix, ascending (no eigenvectors)."""
         return scipy.linalg.eigh(a, eigvals_only=True, driver="evd", check_finite=False)
-
-    def eigh(self, a: Any) -> tuple:
-        """Eigen-decomposition of a symmetric matrix ``(w, V)``, ascending ``w``."""
-        return scipy.linalg.eigh(a, check_finite=False)
 
     def qr_q(self, a: Any) -> Any:
         """Orthonormal factor :math:`Q` of the thin QR of a tall matrix (scipy's LAPACK)."""

@@ -63,14 +63,8 @@ class CupyBackend(Backend):
     def svd(self, a: Any) -> tuple:
         return cupy.linalg.svd(a, full_matrices=False)
 
-    def svdvals(self, a: Any) -> Any:
-        return cupy.linalg.svd(a, compute_uv=False)
-
     def eigvalsh(self, a: Any) -> Any:
         return cupy.linalg.eigvalsh(a)
-
-    def eigh(self, a: Any) -> tuple:
-        return cupy.linalg.eigh(a)
 
     def qr_q(self, a: Any) -> Any:
         return cupy.linalg.qr(a, mode="reduced")[0]
