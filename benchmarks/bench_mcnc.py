@@ -1,10 +1,15 @@
 """Cost of one MCNC training step against the dense step on the digits MLP (64-256-256-10).
 
-    python benchmarks/bench_mcnc.py [--steps 200] [--batches 64,256,1347]
+    python benchmarks/bench_mcnc.py [--rounds 30] [--batches 64,256,1347] [--widths 64,32] [--device cpu]
 
-Times forward + backward + Adam step, median over ``--steps`` steps after warm-up, for the dense model,
-MCNC (sine generator, k = 8, d = 1024, hidden widths ``--widths``) and PRANC (linear generator), at
-several batch sizes, and prints ``MCNC step / dense step``. Writes JSON.
+Times forward + backward + Adam step for the dense model, MCNC (sine generator, k = 8, d = 1024, hidden
+widths ``--widths``), MCNC with the generator's head left to autograd (the naive formulation:
+``β · normalize(A h + c)``, about ten passes over n × d) and PRANC (linear generator), at several batch
+sizes. The variants are interleaved: each round times ``--steps`` steps of every variant in turn, and a
+ratio is taken against the dense time of the same round, so a machine that slows down for a while
+slows all of them alike; the table shows medians over rounds. Also printed: the FLOP ratio
+(dense step 6·B·D, plus 4·D·(h+1) for the generator's output layer forward and backward), which is what
+the step ratio tends to once per-call overheads are gone. Writes JSON.
 """
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Callable, Dict
 
 import numpy as np
 import torch
@@ -20,50 +26,94 @@ from torch import nn
 from nnbcd.torch.mcnc import MCNCSpec, wrap
 from nnbcd.torch.mcnc_example import make_mlp
 
+D_FEATURES, HIDDEN, K, CHUNK = 64, 256, 8, 1024
 
-def step_time(model: nn.Module, batch: int, steps: int) -> float:
-    x, y = torch.randn(batch, 64), torch.randint(0, 10, (batch,))
+
+def _naive_head(model: nn.Module) -> nn.Module:
+    """MCNC in the reference formulation: autograd through β · normalize(A_o σ(…σ(ω A_1 α + c_1)…) + c_o)."""
+    gen = model.__dict__["_mcnc_store"].generator
+
+    def combine(alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+        a, _, *hidden = gen.weights(alpha)
+        h = alpha * gen.spec.omega
+        for w, c in zip(hidden[::2], hidden[1::2]):
+            h = torch.sin(nn.functional.linear(h, w, c))
+        y = nn.functional.linear(h, a[:, :-1], a[:, -1])
+        return beta * (y / y.norm(dim=1, keepdim=True).clamp_min(1e-12))
+
+    gen.combine = combine
+    return model
+
+
+def _stepper(model: nn.Module, batch: int, device: str) -> Callable[[int], float]:
+    model.to(device)
+    x = torch.randn(batch, D_FEATURES, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
-    ts = []
-    for i in range(steps + 20):
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+
+    def run(steps: int) -> float:
+        sync()
         t0 = time.perf_counter()
-        opt.zero_grad()
-        loss_fn(model(x), y).backward()
-        opt.step()
-        if i >= 20:
-            ts.append(time.perf_counter() - t0)
-    return float(np.median(ts))
+        for _ in range(steps):
+            opt.zero_grad()
+            loss_fn(model(x), y).backward()
+            opt.step()
+        sync()
+        return (time.perf_counter() - t0) / steps
+
+    return run
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--rounds", type=int, default=30)
+    ap.add_argument("--steps", type=int, default=10, help="steps per variant per round")
     ap.add_argument("--batches", default="64,256,1347")
-    ap.add_argument("--widths", default="256,64", help="generator hidden widths to time (MCNC)")
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_mcnc.json"))
+    ap.add_argument("--widths", default="64,32", help="generator hidden widths to time (MCNC)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", default=None, help="JSON path (default: results/bench_mcnc[_DEVICE].json)")
     args = ap.parse_args()
     torch.manual_seed(0)
-    rows = []
-    print(f"digits MLP training step, median of {args.steps} (torch threads: {torch.get_num_threads()})")
     widths = [int(w) for w in args.widths.split(",")]
-    print(f"{'batch':>6} {'dense ms':>9} " + " ".join(f"{'mcnc w' + str(w) + ' ms':>14}" for w in widths)
-          + f" {'pranc ms':>9} " + " ".join(f"{'mcnc w' + str(w) + '/dense':>16}" for w in widths)
-          + f" {'pranc/dense':>11}")
+    n_weights = sum(p.numel() for p in make_mlp(HIDDEN).parameters())
+    n_chunks = -(-n_weights // CHUNK)
+    builders: Dict[str, Callable[[], nn.Module]] = {"dense": lambda: make_mlp(HIDDEN)}
+    for w in widths:
+        builders[f"mcnc_w{w}"] = lambda w=w: wrap(make_mlp(HIDDEN), MCNCSpec(k=K, d=CHUNK, width=w))
+    builders[f"naive_w{widths[0]}"] = lambda: _naive_head(wrap(make_mlp(HIDDEN), MCNCSpec(k=K, d=CHUNK,
+                                                                                        width=widths[0])))
+    builders["pranc"] = lambda: wrap(make_mlp(HIDDEN), MCNCSpec(k=K, d=CHUNK, generator="pranc"))
+    threads = torch.get_num_threads()
+    print(f"digits MLP ({n_weights} weights, {n_chunks} chunks of {CHUNK}) training step on {args.device}; "
+          f"median over {args.rounds} interleaved rounds of {args.steps} steps (torch threads: {threads})")
+    names = [v for v in builders if v != "dense"]
+    print(f"{'batch':>6} {'dense ms':>9} " + " ".join(f"{v + ' ms':>13}" for v in names) + "   "
+          + " ".join(f"{v + '/dense':>17}" for v in names) + "  FLOP ratio w" + str(widths[0]))
+    rows = []
     for batch in (int(b) for b in args.batches.split(",")):
-        t = {"dense": step_time(make_mlp(256), batch, args.steps)}
-        for w in widths:
-            t[f"mcnc_w{w}"] = step_time(wrap(make_mlp(256), MCNCSpec(k=8, d=1024, width=w)), batch, args.steps)
-        t["pranc"] = step_time(wrap(make_mlp(256), MCNCSpec(k=8, d=1024, generator="pranc")), batch, args.steps)
-        row = dict(batch=batch, **{f"{k}_ms": 1e3 * v for k, v in t.items()},
-                   **{f"{k}_over_dense": v / t["dense"] for k, v in t.items() if k != "dense"})
-        rows.append(row)
-        print(f"{batch:>6} {1e3 * t['dense']:9.3f} " + " ".join(f"{1e3 * t[f'mcnc_w{w}']:14.3f}" for w in widths)
-              + f" {1e3 * t['pranc']:9.3f} " + " ".join(f"{t[f'mcnc_w{w}'] / t['dense']:16.2f}" for w in widths)
-              + f" {t['pranc'] / t['dense']:11.2f}")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"steps": args.steps, "rows": rows}, indent=1))
-    print(f"wrote {args.out}")
+        runs = {v: _stepper(b(), batch, args.device) for v, b in builders.items()}
+        for run in runs.values():
+            run(20)
+        times: Dict[str, list] = {v: [] for v in runs}
+        for _ in range(args.rounds):
+            for v, run in runs.items():
+                times[v].append(run(args.steps))
+        dense = np.array(times["dense"])
+        med = {v: float(np.median(t)) for v, t in times.items()}
+        ratio = {v: float(np.median(np.array(times[v]) / dense)) for v in names}
+        flops = 1 + 4 * n_chunks * CHUNK * (widths[0] + 1) / (6 * batch * n_weights)
+        rows.append(dict(batch=batch, **{f"{v}_ms": 1e3 * t for v, t in med.items()},
+                         **{f"{v}_over_dense": r for v, r in ratio.items()}, flop_ratio=flops))
+        print(f"{batch:>6} {1e3 * med['dense']:9.3f} " + " ".join(f"{1e3 * med[v]:13.3f}" for v in names)
+              + "   " + " ".join(f"{ratio[v]:17.2f}" for v in names) + f"  {flops:12.2f}")
+    out = Path(args.out) if args.out else Path(__file__).parent / "results" / (
+        "bench_mcnc.json" if args.device == "cpu" else f"bench_mcnc_{args.device.split(':')[0]}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"device": args.device, "threads": threads, "rounds": args.rounds,
+                               "steps": args.steps, "torch": torch.__version__, "rows": rows}, indent=1))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -117,8 +117,8 @@ def test_eval_reconstruction_is_cached(monkeypatch):
     model = wrap(mlp(), SPEC)
     calls = []
     gen = model.__dict__["_mcnc_store"].generator
-    orig = gen.forward
-    monkeypatch.setattr(gen, "forward", lambda a: calls.append(1) or orig(a))
+    orig = gen.combine
+    monkeypatch.setattr(gen, "combine", lambda a, b: calls.append(1) or orig(a, b))
     x = torch.randn(4, 20)
     model(x)
     assert len(calls) == 1  # one batched generator call per forward, for all tensors
@@ -130,6 +130,31 @@ def test_eval_reconstruction_is_cached(monkeypatch):
         n = len(calls)
         model(x)
     assert len(calls) == n <= 3  # eval without gradients: reused while alpha and beta are unchanged
+
+
+@pytest.mark.parametrize("activation", ["sin", "tanh", "relu", "identity", "leaky_relu"])
+@pytest.mark.parametrize("m", [1, 3])
+def test_fused_generator_gradients(m, activation):
+    """The fused generator's hand-written backward against gradcheck and against autograd of the plain
+    formula sum_j beta_j normalize(A_o sigma(A_2 sigma(A_1 omega alpha + c_1) + c_2) + c_o)."""
+    spec = MCNCSpec(k=3, d=7, width=5, depth=2, m=m, activation=activation, omega=1.7, seed=4)
+    gen = Generator(spec).double()
+    n = 4
+    torch.manual_seed(0)
+    alpha = torch.randn(n * m, 3, dtype=torch.float64, requires_grad=True)
+    beta = torch.randn(n, m, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(gen.combine, (alpha, beta))
+    act = {"sin": torch.sin, "tanh": torch.tanh, "relu": torch.relu, "identity": lambda z: z,
+           "leaky_relu": torch.nn.functional.leaky_relu}[activation]
+    h = act(act(1.7 * alpha @ gen.w0.T + gen.b0) @ gen.w1.T + gen.b1)
+    y = h @ gen.w2.T + gen.b2
+    plain = (beta.reshape(n, m, 1) * (y / y.norm(dim=1, keepdim=True)).view(n, m, 7)).sum(1)
+    torch.testing.assert_close(gen.combine(alpha, beta), plain, rtol=1e-13, atol=1e-13)
+    g = torch.randn(n, 7, dtype=torch.float64)
+    want = torch.autograd.grad(plain, (alpha, beta), g)
+    got = torch.autograd.grad(gen.combine(alpha, beta), (alpha, beta), g)
+    for u, v in zip(got, want):
+        torch.testing.assert_close(u, v, rtol=1e-11, atol=1e-11)
 
 
 def test_errors():

@@ -31,8 +31,12 @@ from torch.nn.utils import parametrize
 
 __all__ = ["MCNCSpec", "Generator", "wrap", "bake", "compressed_state_dict", "load_compressed", "report"]
 
-_ACTS = {"sin": torch.sin, "tanh": torch.tanh, "relu": torch.relu, "identity": lambda x: x,
-         "leaky_relu": nn.functional.leaky_relu}
+# generator activations and their derivatives, both as functions of the pre-activation z
+_ACTS = {"sin": (torch.sin, torch.cos),
+         "tanh": (torch.tanh, lambda z: 1.0 - torch.tanh(z) ** 2),
+         "relu": (torch.relu, lambda z: (z > 0).to(z.dtype)),
+         "identity": (lambda z: z, torch.ones_like),
+         "leaky_relu": (nn.functional.leaky_relu, lambda z: 0.01 + 0.99 * (z > 0).to(z.dtype))}
 MODES = ("scratch", "residual", "lora")
 _COMPRESSIBLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Embedding)
 
@@ -90,7 +94,12 @@ def _uniform(rng: np.random.Generator, shape: tuple, bound: float) -> np.ndarray
 
 class Generator(nn.Module):
     r"""The frozen map :math:`\phi` with weights drawn from ``numpy.random.PCG64(seed)`` (identical on
-    every device and process): A = √(6/fan_in)(2u−1), c = (2u−1)/√fan_in, layer by layer."""
+    every device and process): A = √(6/fan_in)(2u−1), c = (2u−1)/√fan_in, layer by layer.
+
+    ``"mcnc"``: hidden layers :math:`h_i = \sigma(A_i h_{i-1} + c_i)`, :math:`h_0 = \omega\alpha`, then
+    :math:`\phi(\alpha) = y/\lVert y\rVert` with the linear output :math:`y = A_o h_H + c_o`, evaluated
+    (and differentiated) by :class:`_Generate`. ``"pranc"``: :math:`\phi(\alpha) = A\alpha/\sqrt k`.
+    """
 
     def __init__(self, spec: MCNCSpec) -> None:
         super().__init__()
@@ -107,18 +116,93 @@ class Generator(nn.Module):
             self.register_buffer(f"b{i}", torch.tensor(b if spec.generator == "mcnc" else 0 * b,
                                                        dtype=torch.float32), persistent=False)
         self.n_layers = len(dims)
+        self._cast: Dict[tuple, Tuple[torch.Tensor, ...]] = {}
+
+    def weights(self, like: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        r"""``(Ã, K, A_1, c_1, …, A_H, c_H)`` in ``like``'s dtype and device, built once per dtype/device:
+        :math:`\tilde A = [A_o\ c_o]` (d × (h+1); for ``"pranc"`` A/√k, no bias column) and its Gram
+        matrix :math:`K = \tilde A^T\tilde A`, formed in float64."""
+        key = (like.dtype, like.device)
+        if key not in self._cast:
+            last = self.n_layers - 1
+            if self.spec.generator == "pranc":
+                a = self.w0.to(torch.float64) / math.sqrt(self.spec.k)
+            else:
+                a = torch.cat([getattr(self, f"w{last}"), getattr(self, f"b{last}")[:, None]], 1).to(torch.float64)
+            hidden = [getattr(self, f"{x}{i}") for i in range(last) for x in "wb"]
+            self._cast[key] = tuple(t.to(like.device, like.dtype).contiguous() for t in [a, a.T @ a] + hidden)
+        return self._cast[key]
+
+    def _apply(self, fn, recurse=True):  # .to()/.cuda()/.double() move the buffers: drop the casts
+        self._cast = {}
+        return super()._apply(fn, recurse)
+
+    def combine(self, alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+        r""":math:`\theta_t = \sum_j \beta_{t,j}\phi(\alpha_{t,j})` for α of shape (n·m, k) and β of shape
+        (n, m): an (n, d) tensor."""
+        n, m = beta.shape
+        if self.spec.generator == "pranc":
+            phi = alpha @ self.weights(alpha)[0].T
+            return (beta.reshape(n, m, 1) * phi.view(n, m, -1)).sum(1) if m > 1 else beta * phi
+        return _Generate.apply(alpha, beta, self.spec.activation, self.spec.omega, *self.weights(alpha))
 
     def forward(self, alpha: torch.Tensor) -> torch.Tensor:
-        act = _ACTS[self.spec.activation]
-        h = alpha * self.spec.omega
-        for i in range(self.n_layers):
-            w, b = getattr(self, f"w{i}").to(alpha.dtype), getattr(self, f"b{i}").to(alpha.dtype)
-            h = nn.functional.linear(h, w, b)
-            if i < self.n_layers - 1:
-                h = act(h)
-        if self.spec.generator == "pranc":
-            return h / math.sqrt(self.spec.k)
-        return h / h.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        """ϕ(α) row by row: (rows, k) → (rows, d)."""
+        return self.combine(alpha, alpha.new_ones(alpha.shape[0], 1))
+
+
+class _Generate(torch.autograd.Function):
+    r"""Rows :math:`\theta_t = \sum_j \beta_{t,j}\, y_{tj}/r_{tj}` with :math:`y_{tj} = \tilde A\tilde h_{tj}`,
+    :math:`\tilde h = [h_H; 1]`, :math:`r_{tj} = \lVert y_{tj}\rVert`: one GEMM over n × d forward and one
+    backward, everything else on n × h.
+
+    With :math:`G_t = \partial L/\partial\theta_t`, :math:`M_t = \tilde A^T G_t` (the backward GEMM) and
+    :math:`q_{tj} = \langle G_t, y_{tj}\rangle = \langle M_t, \tilde h_{tj}\rangle`:
+
+    .. math:: \frac{\partial L}{\partial\beta_{tj}} = \frac{q_{tj}}{r_{tj}},\qquad
+       \frac{\partial L}{\partial\tilde h_{tj}} = \tilde A^T\frac{\beta_{tj}}{r_{tj}}\Big(G_t -
+       \frac{q_{tj}}{r_{tj}^2}y_{tj}\Big) = \frac{\beta_{tj}}{r_{tj}}\Big(M_t - \frac{q_{tj}}{r_{tj}^2}
+       K\tilde h_{tj}\Big),
+
+    then back through the hidden layers with the saved slopes :math:`\sigma'(z_i)`. Neither y nor the
+    n × d gradient with respect to it is formed: autograd's graph of ``β·normalize(A h + c)`` makes about
+    ten passes over n × d. The guard :math:`r\ge 10^{-12}` acts in the forward pass only (a random sine
+    generator never comes near it).
+    """
+
+    @staticmethod
+    def forward(ctx, alpha: torch.Tensor, beta: torch.Tensor, activation: str, omega: float, a: torch.Tensor,
+                gram: torch.Tensor, *hidden: torch.Tensor) -> torch.Tensor:
+        act, slope = _ACTS[activation]
+        h, slopes = alpha * omega, []
+        for w, c in zip(hidden[::2], hidden[1::2]):
+            z = torch.addmm(c, h, w.T)
+            slopes.append(slope(z))
+            h = act(z)
+        n, m = beta.shape
+        ht = torch.cat([h, h.new_ones(h.shape[0], 1)], 1)
+        y = ht @ a.T
+        r = torch.linalg.vector_norm(y, dim=1).clamp_min_(1e-12)
+        s = beta.reshape(-1) / r
+        theta = y.mul_(s[:, None]) if m == 1 else torch.bmm(s.view(n, 1, m), y.view(n, m, -1)).view(n, -1)
+        ctx.omega, ctx.n_hidden = omega, len(slopes)
+        ctx.save_for_backward(ht, r, beta, a, gram, *slopes, *hidden[::2])
+        return theta
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> tuple:
+        ht, r, beta, a, gram, *rest = ctx.saved_tensors
+        slopes, ws = rest[:ctx.n_hidden], rest[ctx.n_hidden:]
+        n, m = beta.shape
+        mt = g @ a
+        if m > 1:
+            mt = mt.repeat_interleave(m, 0)
+        q = (mt * ht).sum(1)
+        dh = (beta.reshape(-1) / r)[:, None] * torch.addcmul(mt, (q / (r * r))[:, None], ht @ gram, value=-1.0)
+        dh = dh[:, :-1]
+        for sl, w in zip(reversed(slopes), reversed(ws)):
+            dh = (dh * sl) @ w
+        return (dh * ctx.omega, (q / r).view(n, m), None, None, None, None) + (None,) * (2 * len(ws))
 
 
 class _Store:
@@ -176,13 +260,7 @@ class _Store:
         key = (alpha._version, beta._version, alpha.data_ptr(), beta.data_ptr())
         if self._cache is not None and self._key == key:
             return self._cache
-        if self.generator.w0.device != alpha.device:
-            self.generator.to(alpha.device)
-        phi = self.generator(alpha)
-        if beta.shape[1] == 1:
-            theta = (beta * phi).reshape(-1)
-        else:
-            theta = (beta[:, :, None] * phi.view(beta.shape[0], beta.shape[1], -1)).sum(dim=1).reshape(-1)
+        theta = self.generator.combine(alpha, beta).reshape(-1)
         sizes = [math.prod(shape) for _, shape in self.layout]
         pieces = torch.split(theta, sizes + [theta.numel() - self.total])[:-1]
         if self.base is not None:
