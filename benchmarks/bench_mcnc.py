@@ -73,6 +73,7 @@ def main() -> None:
     ap.add_argument("--batches", default="64,256,1347")
     ap.add_argument("--widths", default="64,32", help="generator hidden widths to time (MCNC)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--profile", action="store_true", help="then print torch.profiler's top ops of the MCNC step")
     ap.add_argument("--out", default=None, help="JSON path (default: results/bench_mcnc[_DEVICE].json)")
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -108,6 +109,15 @@ def main() -> None:
                          **{f"{v}_over_dense": r for v, r in ratio.items()}, flop_ratio=flops))
         print(f"{batch:>6} {1e3 * med['dense']:9.3f} " + " ".join(f"{1e3 * med[v]:13.3f}" for v in names)
               + "   " + " ".join(f"{ratio[v]:17.2f}" for v in names) + f"  {flops:12.2f}")
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        run = _stepper(builders[f"mcnc_w{widths[0]}"](), int(args.batches.split(",")[0]), args.device)
+        run(20)
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device.startswith("cuda") else [])
+        with profile(activities=acts) as prof:
+            run(50)
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
     out = Path(args.out) if args.out else Path(__file__).parent / "results" / (
         "bench_mcnc.json" if args.device == "cpu" else f"bench_mcnc_{args.device.split(':')[0]}.json")
     out.parent.mkdir(parents=True, exist_ok=True)

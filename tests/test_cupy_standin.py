@@ -27,6 +27,7 @@ cupy.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=l
                                                                 CUDARuntimeError=CUDARuntimeError),
                                   get_current_stream=lambda: stream)
 cupyx = types.ModuleType("cupyx"); cupyx_scipy = types.ModuleType("cupyx.scipy")
+cupyx.errstate = lambda **kw: __import__("contextlib").nullcontext()
 cupyx_scipy.linalg = scipy.linalg; cupyx.scipy = cupyx_scipy
 sys.modules.update({"cupy": cupy, "cupyx": cupyx, "cupyx.scipy": cupyx_scipy,
                     "cupyx.scipy.linalg": scipy.linalg})
@@ -44,6 +45,21 @@ for form in ("direct", "woodbury"):
                         v_solve=form).fit(X, y, max_iter=3)
         w[name] = m.weights_
     out[form] = max(float(np.max(np.abs(a - b)) / np.max(np.abs(b))) for a, b in zip(w["cupy"], w["numpy"]))
+try:
+    get_backend("cupy").cho_factor(np.array([[1.0, 2.0], [2.0, 1.0]]))
+except np.linalg.LinAlgError as exc:
+    out["indefinite"] = str(exc)
+# a numba-cuda that cannot compile: the same formula as array expressions, with a warning
+import warnings
+import nnbcd.backend.cuda_kernels as ck
+def broken(*args):
+    raise AttributeError("module 'numpy' has no attribute 'row_stack'")
+ck.relu_prox_update = broken
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    m = nnbcd.NNBCD((64, 20, 12, 10), backend="cupy", dtype="float64", seed=2, bias=True).fit(X, y, max_iter=3)
+out["fallback_warning"] = [str(c.message) for c in caught if "row_stack" in str(c.message)]
+out["fallback"] = max(float(np.max(np.abs(a - b)) / np.max(np.abs(b))) for a, b in zip(m.weights_, w["numpy"]))
 print(json.dumps(out))
 """
 
@@ -56,3 +72,5 @@ def test_cupy_backend_paths_on_a_numpy_standin():
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert out["available"]
     assert out["direct"] < 1e-10 and out["woodbury"] < 1e-10, out
+    assert "not positive definite" in out["indefinite"]
+    assert len(out["fallback_warning"]) == 1 and out["fallback"] < 1e-10, out

@@ -139,7 +139,9 @@ def test_backends_and_batch_agree(backend):
     batch = evbmf_batch(mats, backend=backend)
     for a, b, c in zip(ref, got, batch):
         assert a.rank == b.rank == c.rank
-        assert b.sigma2 == pytest.approx(a.sigma2, rel=1e-9) and c.sigma2 == pytest.approx(a.sigma2, rel=1e-9)
+        # the free energy is quadratic at its minimum, so eigenvalues that differ in the last bit (another
+        # BLAS/cuSOLVER, a batched call) move the minimiser by about sqrt(eps) ~ 1e-8 relative
+        assert b.sigma2 == pytest.approx(a.sigma2, rel=1e-7) and c.sigma2 == pytest.approx(a.sigma2, rel=1e-7)
 
 
 def test_known_sigma_and_vbmf_limit(spec_mats):

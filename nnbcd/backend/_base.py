@@ -12,7 +12,7 @@ import scipy.linalg
 from scipy.linalg.blas import get_blas_funcs
 from scipy.linalg.lapack import get_lapack_funcs
 
-from ..ops.relu_prox import relu_prox_numpy
+from ..ops.relu_prox import relu_prox_array
 
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -235,7 +235,7 @@ class Backend:
         if b is not None:
             p += b[:, None]
         a = (rho * p + alpha * u) / (rho + alpha)
-        u[...] = relu_prox_numpy(v, a, (rho + alpha) / gamma)
+        u[...] = relu_prox_array(v, a, (rho + alpha) / gamma)
         return u
 
     def add_scaled_relu(self, y: Any, x: Any, c: float) -> Any:

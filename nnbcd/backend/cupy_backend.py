@@ -1,6 +1,7 @@
 """The CuPy backend: everything stays on the GPU (cuBLAS, cuSOLVER, numba-cuda kernels)."""
 from __future__ import annotations
 
+import warnings
 from typing import Any, Optional
 
 import numpy as np
@@ -9,6 +10,7 @@ from ._base import Backend, BackendUnavailableError, _generic_matmul
 
 try:
     import cupy
+    import cupyx
     import cupyx.scipy.linalg as cpx_linalg
 except ImportError as exc:
     raise BackendUnavailableError(
@@ -35,8 +37,15 @@ class CupyBackend(Backend):
         cupy.cuda.get_current_stream().synchronize()
 
     def cho_factor(self, a: Any, overwrite_a: bool = False) -> Any:
-        # cuSOLVER potrf; the lower factor L (A = L L^T) plays the role of R^T on the CPU
-        return cupy.linalg.cholesky(a)
+        # cuSOLVER potrf; the lower factor L (A = L L^T) plays the role of R^T on the CPU. CuPy
+        # returns NaNs for an indefinite matrix unless asked to check potrf's info (one sync).
+        try:
+            with cupyx.errstate(linalg="raise"):
+                return cupy.linalg.cholesky(a)
+        except np.linalg.LinAlgError as exc:
+            raise np.linalg.LinAlgError(
+                f"matrix is not positive definite ({exc}); check for non-finite data or a zero alpha/gamma"
+            ) from None
 
     def cho_solve(self, factor: Any, b: Any, overwrite_b: bool = False) -> Any:
         y = cpx_linalg.solve_triangular(factor, b, lower=True, overwrite_b=overwrite_b)
@@ -76,8 +85,19 @@ class CupyBackend(Backend):
     def relu_prox_update(
         self, p: Any, u: Any, v: Any, b: Optional[Any], rho: float, alpha: float, gamma: float
     ) -> Any:
-        from . import cuda_kernels
+        global _KERNEL_FAILURE
+        if _KERNEL_FAILURE is None:
+            try:
+                from . import cuda_kernels
 
-        return cuda_kernels.relu_prox_update(
-            p, u, v, b, rho, alpha, gamma, cupy.zeros(1, dtype=u.dtype)
-        )
+                return cuda_kernels.relu_prox_update(p, u, v, b, rho, alpha, gamma, cupy.zeros(1, dtype=u.dtype))
+            except Exception as exc:  # numba-cuda absent, or unable to compile on this CUDA/numpy stack
+                _KERNEL_FAILURE = f"{type(exc).__name__}: {exc}"
+                warnings.warn(f"nnbcd cupy backend: the numba-cuda ReLU-prox kernel is unusable "
+                              f"({_KERNEL_FAILURE}); using CuPy array expressions of the same formula "
+                              "(correct, with more memory traffic)", RuntimeWarning, stacklevel=2)
+        return super().relu_prox_update(p, u, v, b, rho, alpha, gamma)
+
+
+# why the fused kernel was given up on in this process (None: not tried or working)
+_KERNEL_FAILURE: Optional[str] = None

@@ -20,7 +20,7 @@ otherwise                                   :math:`a`
 On exact ties the table picks :math:`u_+`, as the reference implementation does.
 
 :func:`relu_prox_scalar` is the single source of this formula. The numba CPU kernel inlines it into a
-parallel loop, the CUDA kernel compiles it as a device function, and :func:`relu_prox_numpy` is the
+parallel loop, the CUDA kernel compiles it as a device function, and :func:`relu_prox_array` is the
 vectorised reading of the same table used by the numpy backend (and, through the tests, checked
 against brute force like the others).
 """
@@ -51,9 +51,10 @@ def relu_prox_scalar(v, a, beta, c, inv_1pb):  # type: ignore[no-untyped-def]
     return a
 
 
-def relu_prox_numpy(v: np.ndarray, a: np.ndarray, beta: float) -> np.ndarray:
-    """Vectorised :func:`relu_prox_scalar` (numpy reference; allocates temporaries)."""
-    beta, c, inv_1pb = (np.asarray(x, dtype=a.dtype) for x in relu_prox_constants(float(beta)))
+def relu_prox_array(v: np.ndarray, a: np.ndarray, beta: float) -> np.ndarray:
+    """Vectorised :func:`relu_prox_scalar` (the reference; allocates temporaries). Works on any array
+    that numpy's functions dispatch on (NEP 18), CuPy arrays included; constants in ``a``'s dtype."""
+    beta, c, inv_1pb = (a.dtype.type(x) for x in relu_prox_constants(float(beta)))
     s = v + beta * a
     u_plus = s * inv_1pb
     take_plus = (a >= 0) | (v * (beta - c) <= beta * a)

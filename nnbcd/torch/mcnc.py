@@ -55,7 +55,7 @@ class MCNCSpec:
 
     k: int = 16
     d: int = 1024
-    width: int = 256
+    width: int = 64
     depth: int = 2
     generator: str = "mcnc"
     activation: str = "sin"

@@ -22,7 +22,7 @@ from .mcnc import MCNCSpec, report, wrap
 DEFAULTS: Dict[str, Any] = {
     "method": "mcnc", "name": "digits_mcnc", "description": "",
     "seeds": [0, 1, 2], "epochs": 40, "batch_size": 64, "lr_dense": 1e-3, "lr_mcnc": 0.02,
-    "k": 8, "d": 1024, "width": 256, "depth": 2, "omega": 1.0, "alpha_bound": 1.0, "hidden": 256,
+    "k": 8, "d": 1024, "width": 64, "depth": 2, "omega": 1.0, "alpha_bound": 1.0, "hidden": 256,
 }
 
 
