@@ -174,7 +174,7 @@ class _Generate(torch.autograd.Function):
     def forward(ctx, alpha: torch.Tensor, beta: torch.Tensor, activation: str, omega: float, a: torch.Tensor,
                 gram: torch.Tensor, *hidden: torch.Tensor) -> torch.Tensor:
         act, slope = _ACTS[activation]
-        h, slopes = alpha * omega, []
+        h, slopes = (alpha if omega == 1.0 else alpha * omega), []  # ×1 is exact: one kernel fewer
         for w, c in zip(hidden[::2], hidden[1::2]):
             z = torch.addmm(c, h, w.T)
             slopes.append(slope(z))
@@ -202,7 +202,8 @@ class _Generate(torch.autograd.Function):
         dh = dh[:, :-1]
         for sl, w in zip(reversed(slopes), reversed(ws)):
             dh = (dh * sl) @ w
-        return (dh * ctx.omega, (q / r).view(n, m), None, None, None, None) + (None,) * (2 * len(ws))
+        dalpha = dh if ctx.omega == 1.0 else dh * ctx.omega
+        return (dalpha, (q / r).view(n, m), None, None, None, None) + (None,) * (2 * len(ws))
 
 
 class _Store:
