@@ -8,6 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
+from torch.nn.utils import parametrize  # noqa: E402
 
 from nnbcd.torch.mcnc import (Generator, MCNCSpec, bake, compressed_state_dict, load_compressed,  # noqa: E402
                               report, wrap)
@@ -167,8 +168,14 @@ def test_errors():
     model = wrap(mlp(), SPEC)
     with pytest.raises(ValueError, match="already wrapped"):
         wrap(model, SPEC)
-    with pytest.raises(ValueError, match="no Linear"):
+    with pytest.raises(ValueError, match="nothing to compress"):
         wrap(nn.Sequential(nn.BatchNorm1d(4)), SPEC)
+    with pytest.raises(ValueError, match="nothing to compress"):
+        wrap(mlp(), MCNCSpec(k=4, d=64, exclude=("*",)))
+    with pytest.raises(ValueError, match="'2.weight' matches none"):  # module 2 is the ReLU
+        wrap(mlp(), MCNCSpec(k=4, d=64, exclude=("2.weight",)))
+    with pytest.raises(TypeError, match="exclude"):
+        MCNCSpec(exclude="0")
     with pytest.raises(ValueError, match="another architecture"):
         load_compressed(cnn(), compressed_state_dict(model))
     with pytest.raises(TypeError, match="MCNCSpec"):
@@ -259,3 +266,23 @@ def test_cuda_matches_cpu_and_round_trips_exactly(mode):
         on_cpu = load_compressed(mlp(), {**state, "alpha": state["alpha"].cpu(), "beta": state["beta"].cpu(),
                                          "dense": {k: v.cpu() for k, v in state["dense"].items()}}).eval()
         torch.testing.assert_close(on_cpu(x), gpu(x.cuda()).cpu(), rtol=1e-5, atol=1e-5)
+
+
+def test_exclude_keeps_selected_parameters_dense():
+    spec = MCNCSpec(k=4, d=64, width=32, seed=3, exclude=["0", "*.bias"])  # a list, as a stored spec has it
+    model = wrap(mlp(), spec)
+    assert model[0].weight.requires_grad and not parametrize.is_parametrized(model[0])
+    assert parametrize.is_parametrized(model[3], "weight") and not parametrize.is_parametrized(model[3], "bias")
+    x = torch.randn(16, 20)
+    before = model[0].weight.detach().clone()
+    _train(model, x)
+    assert not torch.equal(model[0].weight, before)  # a dense leftover trains normally
+    rep = report(model)
+    assert rep["compressed_params"] == model[3].weight.numel()
+    assert rep["dense_leftovers"] == sum(p.numel() for n, p in model.named_parameters()
+                                         if not n.startswith("mcnc_") and ".parametrizations." not in n)
+    state = compressed_state_dict(model)
+    assert {"0.weight", "0.bias", "3.bias"} <= set(state["dense"])
+    again = load_compressed(mlp(), state)
+    model.eval(), again.eval()
+    assert torch.equal(again(x), model(x))

@@ -18,6 +18,7 @@ is cached until α or β change.
 from __future__ import annotations
 
 import copy
+import fnmatch
 import hashlib
 import math
 import weakref
@@ -49,7 +50,9 @@ class MCNCSpec:
     hidden layers. generator : ``"mcnc"`` (sine MLP onto the sphere) or ``"pranc"`` (linear random map).
     omega : input frequency. alpha_bound : α initialised U(−L, L). mode : ``"scratch"``, ``"residual"`` or
     ``"lora"`` (W = W_0 + (lora_alpha/lora_rank)·B·A with vec(A), vec(B) generated; conv weights viewed as
-    out × in·k_h·k_w). compress_bias : also reparameterise biases (not in LoRA mode). seed : generator,
+    out × in·k_h·k_w). compress_bias : also reparameterise biases (not in LoRA mode). exclude : names
+    kept dense: a module name (``"0"``, ``"head"``) keeps all its parameters, a parameter name
+    (``"0.bias"``) or a glob (``"*.bias"``, ``"layer4.*"``) the ones it matches. seed : generator,
     α and LoRA-base seed.
     """
 
@@ -63,6 +66,7 @@ class MCNCSpec:
     alpha_bound: float = 1.0
     mode: str = "scratch"
     compress_bias: bool = True
+    exclude: Tuple[str, ...] = ()
     lora_rank: int = 8
     lora_alpha: float = 8.0
     m: int = 1
@@ -84,6 +88,9 @@ class MCNCSpec:
             raise ValueError(f"m (generator terms per chunk) must be a positive int, got {self.m!r}")
         if not isinstance(self.lora_rank, int) or self.lora_rank < 1:
             raise ValueError(f"lora_rank must be a positive int, got {self.lora_rank!r}")
+        if isinstance(self.exclude, str) or not all(isinstance(e, str) and e for e in self.exclude):
+            raise TypeError(f"exclude must be a sequence of non-empty names or globs, got {self.exclude!r}")
+        object.__setattr__(self, "exclude", tuple(self.exclude))  # a list from a stored spec, too
         if self.width < 1 or self.depth < 1 or self.alpha_bound <= 0 or self.omega <= 0:
             raise ValueError("width, depth, alpha_bound and omega must be positive")
 
@@ -285,16 +292,20 @@ class _Slice(nn.Module):
         return self.store[0].parts()[self.index].view(self.shape)
 
 
+def _excluded(name: str, pattern: str) -> bool:
+    return name == pattern or name.startswith(pattern + ".") or fnmatch.fnmatchcase(name, pattern)
+
+
 def _selected(model: nn.Module, spec: MCNCSpec) -> List[Tuple[str, nn.Module, str, nn.Parameter]]:
-    out = []
-    for mname, mod in model.named_modules():
-        if not isinstance(mod, _COMPRESSIBLE):
-            continue
-        for pname, p in list(mod.named_parameters(recurse=False)):
-            if pname == "bias" and (spec.mode == "lora" or not spec.compress_bias):
-                continue
-            out.append((f"{mname}.{pname}" if mname else pname, mod, pname, p))
-    return out
+    candidates = [(f"{mname}.{pname}" if mname else pname, mod, pname, p)
+                  for mname, mod in model.named_modules() if isinstance(mod, _COMPRESSIBLE)
+                  for pname, p in mod.named_parameters(recurse=False)
+                  if not (pname == "bias" and (spec.mode == "lora" or not spec.compress_bias))]
+    for pattern in spec.exclude:
+        if not any(_excluded(c[0], pattern) for c in candidates):
+            raise ValueError(f"exclude entry {pattern!r} matches none of the compressible parameters "
+                             f"{[c[0] for c in candidates]}")
+    return [c for c in candidates if not any(_excluded(c[0], e) for e in spec.exclude)]
 
 
 def _plan(model: nn.Module, spec: MCNCSpec) -> tuple:
@@ -302,7 +313,8 @@ def _plan(model: nn.Module, spec: MCNCSpec) -> tuple:
     at the start (the weights themselves; in LoRA mode a seeded A and a zero B per layer)."""
     sel = _selected(model, spec)
     if not sel:
-        raise ValueError("model has no Linear/Conv/Embedding parameters to compress")
+        raise ValueError("nothing to compress: the model has no Linear/Conv/Embedding parameters, or "
+                         f"exclude={spec.exclude!r} removed them all")
     if spec.mode != "lora":
         return sel, [(name, tuple(p.shape)) for name, _, _, p in sel], torch.cat(
             [p.detach().reshape(-1) for _, _, _, p in sel])
