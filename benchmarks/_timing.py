@@ -1,8 +1,10 @@
-"""Shared timing helper for the benchmark scripts."""
+"""Shared helpers of the benchmark scripts: median timing and writing the JSON result."""
 from __future__ import annotations
 
+import json
 import time
-from typing import Any, Callable, Tuple
+from pathlib import Path
+from typing import Any, Callable, Dict, Tuple, Union
 
 import numpy as np
 
@@ -16,3 +18,11 @@ def median_time(fn: Callable[[], Any], repeats: int, warmup: bool = True) -> Tup
         out = fn()
         ts.append(time.perf_counter() - t0)
     return float(np.median(ts)), out
+
+
+def write_result(path: Union[str, Path], payload: Dict[str, Any]) -> None:
+    """Write a benchmark's JSON result (creating its folder) and say where."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=1))
+    print(f"wrote {path}")

@@ -16,13 +16,13 @@ with the har4 preset's TT compression blocks (r = 80 on W_1..W_4) and the share 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
 from pathlib import Path
 
 import numpy as np
+from _timing import write_result  # benchmarks/ is on sys.path when this script runs
 
 from nnbcd import NNBCD, get_backend
 from nnbcd.bcd.blocks import Workspace
@@ -194,9 +194,7 @@ def main():
         from nnbcd.backend import cupy_backend
 
         payload["cupy_relu_prox"] = cupy_backend._KERNEL_FAILURE or "numba-cuda kernel"
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(payload, indent=1))
-    print(f"wrote {args.out}")
+    write_result(args.out, payload)
 
 
 if __name__ == "__main__":

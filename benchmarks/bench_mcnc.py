@@ -14,13 +14,13 @@ the step ratio tends to once per-call overheads are gone. Writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Callable, Dict
 
 import numpy as np
 import torch
+from _timing import write_result  # benchmarks/ is on sys.path when this script runs
 from torch import nn
 
 from nnbcd.torch.mcnc import MCNCSpec, wrap
@@ -120,10 +120,8 @@ def main() -> None:
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
     out = Path(args.out) if args.out else Path(__file__).parent / "results" / (
         "bench_mcnc.json" if args.device == "cpu" else f"bench_mcnc_{args.device.split(':')[0]}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"device": args.device, "threads": threads, "rounds": args.rounds,
-                               "steps": args.steps, "torch": torch.__version__, "rows": rows}, indent=1))
-    print(f"wrote {out}")
+    write_result(out, {"device": args.device, "threads": threads, "rounds": args.rounds,
+                       "steps": args.steps, "torch": torch.__version__, "rows": rows})
 
 
 if __name__ == "__main__":

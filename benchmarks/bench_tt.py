@@ -10,14 +10,12 @@ errors), all measured in the same run. tensorly is given the same rank list.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import tensorly as tl
+from _timing import median_time, write_result
 from tensorly.decomposition import tensor_train
-
-from _timing import median_time
 
 from nnbcd import get_backend
 from nnbcd.ops import tt
@@ -73,9 +71,7 @@ def main():
                 print(f"{name:>10} {kind:>9} {dtype:>8} {t_tl:10.4f} {res['full'][0]:8.4f} {res['gram'][0]:8.4f} "
                       f"{row['speedup_gram']:8.2f} {row['speedup_full']:8.2f} {row['err_ratio_gram']:11.6f} "
                       f"{row['err_ratio_full']:11.6f}")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"rank": args.rank, "repeats": args.repeats, "rows": rows}, indent=1))
-    print(f"wrote {args.out}")
+    write_result(args.out, {"rank": args.rank, "repeats": args.repeats, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -12,13 +12,15 @@ the ranks (equal at unit scale; at scale 1e-3 the straightforward search goes wr
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
 
 import numpy as np
-from _timing import median_time  # benchmarks/ is on sys.path when this script runs
+from _timing import (  # benchmarks/ is on sys.path when this script runs
+    median_time,
+    write_result,
+)
 from scipy.optimize import minimize_scalar
 
 from nnbcd.ops.vbmf import evbmf
@@ -76,9 +78,7 @@ def main():
             rows.append(row)
             print(f"{row['case']:>14} {scale:6.0e} {t_sf:13.3f} {t_us:8.3f} {row['speedup']:8.1f} {r_sf:7d} "
                   f"{res.rank:9d} {row['sigma2_straightforward']:12.6f} {row['sigma2_ours']:14.6f}")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"repeats": args.repeats, "rows": rows}, indent=1))
-    print(f"wrote {args.out}")
+    write_result(args.out, {"repeats": args.repeats, "rows": rows})
 
 
 if __name__ == "__main__":

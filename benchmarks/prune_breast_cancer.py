@@ -9,10 +9,10 @@ accuracy and balanced accuracy (mean per-class recall) per seed and their means.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
+from _timing import write_result  # benchmarks/ is on sys.path when this script runs
 
 import nnbcd
 from nnbcd.compress import Prune
@@ -55,9 +55,7 @@ def main():
         r = [x for x in rows if x["variant"] == name]
         print(f"{name:>14} acc {np.mean([x['acc'] for x in r]):.4f} ± {np.std([x['acc'] for x in r]):.4f}  "
               f"bacc {np.mean([x['bacc'] for x in r]):.4f} ± {np.std([x['bacc'] for x in r]):.4f}")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"iters": args.iters, "rows": rows}, indent=1))
-    print(f"wrote {args.out}")
+    write_result(args.out, {"iters": args.iters, "rows": rows})
 
 
 if __name__ == "__main__":
