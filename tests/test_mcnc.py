@@ -4,6 +4,7 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -92,12 +93,57 @@ def test_report_counts_what_is_stored():
     model = wrap(mlp(), SPEC)
     rep = report(model)
     state = compressed_state_dict(model)
-    stored = state["alpha"].numel() + state["beta"].numel() + sum(
-        v.numel() for k, v in state["dense"].items() if k.endswith(("weight", "bias")))
-    assert rep["stored"] == stored
+    tensors = [state["alpha"], state["beta"], *state["dense"].values()]
+    assert rep["stored"] == sum(t.numel() for t in tensors)  # everything the state dict holds
+    assert rep["stored_bytes"] == sum(t.numel() * t.element_size() for t in tensors)
     assert rep["compressed_params"] == 20 * 32 + 32 + 32 * 5 + 5
+    assert rep["dense_leftovers"] == 2 * 32 and rep["dense_buffers"] == 2 * 32 + 1  # BN affine; stats, count
     assert rep["chunks"] == math.ceil(rep["compressed_params"] / 64)
     assert rep["paper_ratio"] == rep["compressed_params"] / (rep["chunks"] * 5)
+    assert rep["honest_ratio"] < rep["paper_ratio"]
+    assert rep["generator_params"] == (4 * 32 + 32) + (32 * 32 + 32) + (32 * 64 + 64)  # P_gen, spec §7
+    entries = {t["name"]: t for t in rep["tensors"]}
+    assert set(entries) == {n.replace(".parametrizations", "").replace(".original", "")
+                            for n in mlp().state_dict()}
+    assert entries["0.weight"]["chunks"] == [0, (640 - 1) // 64] and entries["3.bias"]["chunks"][1] == rep["chunks"] - 1
+
+
+@pytest.mark.parametrize("spec", [MCNCSpec(k=4, d=64, width=32, depth=2), MCNCSpec(k=3, d=50, width=16, depth=3, m=2),
+                                  MCNCSpec(k=4, d=64, generator="pranc")])
+def test_reconstruction_flops_match_torch_flop_counter(spec):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from nnbcd.torch.mcnc import reconstruction_flops
+
+    model = wrap(mlp(), spec)
+    st = model.__dict__["_mcnc_store"]
+    want = reconstruction_flops(spec, st.beta.shape[0])
+    st.parts()  # the generator's weights in this dtype, and the head's Gram matrix, are formed once
+    st.clear()
+    with FlopCounterMode(display=False) as fwd:
+        parts = st.parts()
+    assert fwd.get_total_flops() == want["forward"]
+    st.clear()
+    with FlopCounterMode(display=False) as step:
+        torch.autograd.backward(st.parts(), [torch.ones_like(p) for p in parts])
+    assert step.get_total_flops() == want["train_step"]
+
+
+def test_coverage_against_pairwise_cosines():
+    from nnbcd.torch.mcnc import coverage
+
+    spec = MCNCSpec(k=4, d=64, width=32, seed=3)
+    cov = coverage(spec, samples=40, seed=5)
+    rng = np.random.Generator(np.random.PCG64(5))
+    alpha = torch.tensor(spec.alpha_bound * (2 * rng.random((40, 4)) - 1))
+    phi = Generator(spec).double()(alpha).numpy()
+    cos = [phi[i] @ phi[j] for i in range(40) for j in range(i + 1, 40)]
+    assert cov["cosine_mean"] == pytest.approx(np.mean(cos), abs=1e-12)
+    assert cov["cosine_std"] == pytest.approx(np.std(cos, ddof=1), abs=1e-12)
+    assert 0 < cov["norm_spread"] < 0.5 and cov["uniform_std"] == 1 / 8
+    assert abs(coverage(MCNCSpec(k=4, d=64, generator="pranc"))["cosine_mean"]) < 0.05
+    with pytest.raises(ValueError, match="samples"):
+        coverage(spec, samples=1)
 
 
 def test_residual_mode_starts_at_the_base():

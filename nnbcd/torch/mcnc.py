@@ -30,7 +30,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-__all__ = ["MCNCSpec", "Generator", "wrap", "bake", "compressed_state_dict", "load_compressed", "report"]
+__all__ = ["MCNCSpec", "Generator", "wrap", "bake", "compressed_state_dict", "load_compressed", "report",
+           "reconstruction_flops", "coverage"]
 
 # generator activations and their derivatives, both as functions of the pre-activation z
 _ACTS = {"sin": (torch.sin, torch.cos),
@@ -475,21 +476,88 @@ def bake(model: nn.Module) -> nn.Module:
     return out
 
 
+def reconstruction_flops(spec: MCNCSpec, chunks: int) -> Dict[str, int]:
+    r"""Multiply-add FLOPs (2 per multiply-add) of the generator's matrix products for ``chunks`` chunks.
+
+    Per generated row (n·m rows; h = width, H = depth): forward :math:`2kh + 2(H-1)h^2 + 2(h+1)d`, and
+    the m > 1 combination (a batched product) :math:`2d`. The backward of :class:`_Generate` adds the
+    projection :math:`M = G\tilde A` (:math:`2(h+1)d` per chunk), the Gram product (:math:`2(h+1)^2`
+    per row) and the hidden layers' input gradients (:math:`2(H-1)h^2 + 2hk` per row). ``"pranc"``:
+    :math:`2kd` per row forward and again backward. Elementwise work (sines, the norm, the scaling:
+    about :math:`Hh + 3d` per row) is not counted; the generator's weights never get gradients.
+    """
+    k, d, h, depth, m = spec.k, spec.d, spec.width, spec.depth, spec.m
+    rows = chunks * m
+    if spec.generator == "pranc":
+        return {"forward": rows * 2 * k * d, "train_step": rows * 4 * k * d}
+    hidden = 2 * k * h + 2 * (depth - 1) * h * h
+    fwd = rows * (hidden + 2 * (h + 1) * d) + (2 * rows * d if m > 1 else 0)
+    bwd = chunks * 2 * (h + 1) * d + rows * (2 * (h + 1) ** 2 + hidden)
+    return {"forward": fwd, "train_step": fwd + bwd}
+
+
+def coverage(spec: MCNCSpec, samples: int = 1024, seed: int = 0) -> Dict[str, float]:
+    r"""How well ϕ(U[−L, L]^k) covers the sphere S^{d−1} (spec §13): the mean and standard deviation of
+    the pairwise cosines :math:`\langle\phi(\alpha_i), \phi(\alpha_j)\rangle`, i < j, over ``samples``
+    random α (uniform points on the sphere give 0 ± 1/√d), and the relative spread std/mean of
+    :math:`\lVert y\rVert` before normalisation (``"mcnc"`` only)."""
+    if not isinstance(samples, int) or samples < 2:
+        raise ValueError(f"samples must be an int >= 2, got {samples!r}")
+    gen = Generator(spec).double()
+    rng = np.random.Generator(np.random.PCG64(seed))
+    alpha = torch.tensor(_uniform(rng, (samples, spec.k), spec.alpha_bound), dtype=torch.float64)
+    with torch.no_grad():
+        phi = gen(alpha)
+        if spec.generator == "pranc":
+            phi = phi / phi.norm(dim=1, keepdim=True)
+        cos = (phi @ phi.T)[torch.triu_indices(samples, samples, 1).unbind()]
+        out = {"cosine_mean": float(cos.mean()), "cosine_std": float(cos.std()), "uniform_std": 1 / math.sqrt(spec.d)}
+        if spec.generator == "mcnc":
+            a, _, *hidden = gen.weights(alpha)
+            hcur = alpha * spec.omega
+            for w, c in zip(hidden[::2], hidden[1::2]):
+                hcur = _ACTS[spec.activation][0](torch.addmm(c, hcur, w.T))
+            norms = torch.addmm(a[:, -1], hcur, a[:, :-1].T).norm(dim=1)
+            out["norm_spread"] = float(norms.std() / norms.mean())
+    return out
+
+
 def report(model: nn.Module) -> Dict[str, Any]:
-    """Stored numbers vs dense: ``paper_ratio`` = reparameterised numbers (weights, or LoRA factors) /
-    (α + β), BN and leftovers excluded as the paper counts; ``honest_ratio`` = those numbers plus the dense
-    leftover parameters over everything stored (α, β, leftovers; the seed and spec are a handful of
-    integers). ``external_base`` counts the frozen base of residual / LoRA mode, identified by hash, not
-    stored."""
+    """What a compressed state dict stores against the dense model (spec §7, §13).
+
+    ``paper_ratio`` = reparameterised numbers (weights, or LoRA factors) / (α + β), leftovers excluded as
+    the paper counts; ``honest_ratio`` = (reparameterised + dense leftover parameters + buffers) / (α +
+    β + leftover parameters + buffers), i.e. everything :func:`compressed_state_dict` holds (the seed and
+    spec are a handful of integers; the generator is never stored). ``*_bytes`` count the same in
+    their storage dtypes. ``external_base`` is the frozen base of residual / LoRA mode, identified by
+    its hash and not stored. ``tensors`` lists every state entry: shape, numel, whether it is
+    reparameterised and which chunks it spans. ``flops`` is :func:`reconstruction_flops`.
+    """
     st = _store(model)
+    spec, d = st.spec, st.spec.d
+    dense = _dense_leftovers(model)
+    param_names = {n for n, _ in model.named_parameters()}
+    p_dense = sum(v.numel() for k, v in dense.items() if k in param_names)
+    b_dense = sum(v.numel() for k, v in dense.items() if k not in param_names)
     n_ab = st.alpha.numel() + st.beta.numel()
-    leftovers = sum(v.numel() for k, v in _dense_leftovers(model).items() if v.is_floating_point()
-                    and not k.endswith(("running_mean", "running_var")))
-    base = 0 if st.spec.mode == "scratch" else sum(
+    base = 0 if spec.mode == "scratch" else sum(
         mod.parametrizations[name].original.numel() for mod in model.modules()
         if parametrize.is_parametrized(mod) for name in mod.parametrizations.keys())
-    dense_total = st.total + leftovers
-    return {"compressed_params": st.total, "alpha_beta": n_ab, "dense_leftovers": leftovers,
-            "external_base": base,
-            "stored": n_ab + leftovers, "paper_ratio": st.total / n_ab,
-            "honest_ratio": dense_total / (n_ab + leftovers), "chunks": st.beta.shape[0]}
+    tensors, offset = [], 0
+    for name, shape in st.layout:
+        numel = math.prod(shape)
+        tensors.append({"name": name, "shape": list(shape), "numel": numel, "compressed": True,
+                        "chunks": [offset // d, (offset + numel - 1) // d]})
+        offset += numel
+    tensors += [{"name": k, "shape": list(v.shape), "numel": v.numel(), "compressed": False}
+                for k, v in dense.items()]
+    item = st.alpha.element_size()
+    dense_bytes = sum(v.numel() * v.element_size() for v in dense.values())
+    stored = n_ab + p_dense + b_dense
+    stored_bytes = n_ab * item + dense_bytes
+    return {"compressed_params": st.total, "alpha_beta": n_ab, "dense_leftovers": p_dense,
+            "dense_buffers": b_dense, "external_base": base, "stored": stored, "stored_bytes": stored_bytes,
+            "paper_ratio": st.total / n_ab, "honest_ratio": (st.total + p_dense + b_dense) / stored,
+            "honest_ratio_bytes": (st.total * item + dense_bytes) / stored_bytes,
+            "chunks": st.beta.shape[0], "generator_params": sum(b.numel() for b in st.generator.buffers()),
+            "flops": reconstruction_flops(spec, st.beta.shape[0]), "tensors": tensors}
