@@ -9,13 +9,17 @@ from typing import Any, Callable, Dict, Tuple, Union
 import numpy as np
 
 
-def median_time(fn: Callable[[], Any], repeats: int, warmup: bool = True) -> Tuple[float, Any]:
-    """Median wall seconds of ``repeats`` calls of ``fn`` (after one untimed call) and the last result."""
+def median_time(fn: Callable[[], Any], repeats: int, warmup: bool = True,
+                sync: Callable[[], Any] = lambda: None) -> Tuple[float, Any]:
+    """Median wall seconds of ``repeats`` calls of ``fn`` (after one untimed call) and the last result.
+    ``sync`` runs inside each timed call (a GPU backend's ``synchronize``), so queued work is counted."""
     out = fn() if warmup else None
+    sync()
     ts = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         out = fn()
+        sync()
         ts.append(time.perf_counter() - t0)
     return float(np.median(ts)), out
 

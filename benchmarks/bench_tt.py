@@ -1,11 +1,12 @@
 """TT-SVD: ours (Gram eigen and full SVD) against tensorly's ``tensor_train`` on the HAR layer shapes.
 
-    python benchmarks/bench_tt.py [--repeats 5] [--out benchmarks/results/bench_tt.json]
+    python benchmarks/bench_tt.py [--repeats 5] [--backend numpy|numba|cupy] [--out PATH]
 
 For each weight (1024×1024 -> (4,)^10 and 1024×561 -> (6,22,34,2,...,2), rank cap 80), dtype and kind
 of matrix (iid Gaussian; a decaying spectrum like trained weights) it prints the median time of each
 method, ``tensorly / ours`` and ``our error / tensorly error`` (relative Frobenius reconstruction
-errors), all measured in the same run. tensorly is given the same rank list.
+errors), all measured in the same run. tensorly is given the same rank list. With ``--backend cupy``
+ours runs on the GPU and tensorly on its own CuPy backend (GPU against GPU).
 """
 from __future__ import annotations
 
@@ -37,12 +38,17 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--rank", type=int, default=80)
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_tt.json"))
+    ap.add_argument("--backend", default="numpy", help="backend of ours; tensorly uses the same array library")
+    ap.add_argument("--out", default=None, help="JSON path (default: results/bench_tt[_BACKEND].json)")
     args = ap.parse_args()
-    be = get_backend("numpy")
+    be = get_backend(args.backend)
+    tl.set_backend("cupy" if args.backend == "cupy" else "numpy")
+    out = args.out or str(Path(__file__).parent / "results" / (
+        "bench_tt.json" if args.backend == "numpy" else f"bench_tt_{args.backend}.json"))
     rng = np.random.default_rng(0)
     rows = []
-    print(f"TT-SVD at rank cap {args.rank}, median of {args.repeats}")
+    print(f"TT-SVD at rank cap {args.rank}, median of {args.repeats}, backend {args.backend!r} "
+          f"(tensorly backend {tl.get_backend()!r})")
     print(f"{'case':>10} {'kind':>9} {'dtype':>8} {'tensorly s':>10} {'full s':>8} {'gram s':>8} "
           f"{'tl/gram':>8} {'tl/full':>8} {'err gram/tl':>11} {'err full/tl':>11}")
     for name, shape, modes in CASES:
@@ -50,17 +56,19 @@ def main():
         for kind in ("gaussian", "decaying"):
             for dtype in ("float32", "float64"):
                 w = weight(shape, kind, dtype, rng)
-                x = w.reshape(modes)
+                x = be.asarray(w.reshape(modes))
                 norm = np.linalg.norm(w.astype(np.float64))
 
                 def err(dense):
-                    return float(np.linalg.norm(np.asarray(dense, dtype=np.float64).reshape(shape) - w) / norm)
+                    dense = be.to_numpy(dense).astype(np.float64)
+                    return float(np.linalg.norm(dense.reshape(shape) - w) / norm)
 
-                t_tl, f = median_time(lambda: tensor_train(x, rank=ranks), args.repeats)
+                t_tl, f = median_time(lambda: tensor_train(x, rank=ranks), args.repeats, sync=be.synchronize)
                 e_tl = err(tl.tt_to_tensor(f))
                 res = {}
                 for method in tt.METHODS:
-                    t, cores = median_time(lambda: tt.tt_svd(x, args.rank, be, method), args.repeats)
+                    t, cores = median_time(lambda: tt.tt_svd(x, args.rank, be, method), args.repeats,
+                                           sync=be.synchronize)
                     res[method] = (t, err(tt.tt_to_tensor(cores, be)))
                 row = dict(case=name, kind=kind, dtype=dtype, ranks=ranks, tensorly_s=t_tl, tensorly_err=e_tl,
                            full_s=res["full"][0], full_err=res["full"][1], gram_s=res["gram"][0],
@@ -71,7 +79,8 @@ def main():
                 print(f"{name:>10} {kind:>9} {dtype:>8} {t_tl:10.4f} {res['full'][0]:8.4f} {res['gram'][0]:8.4f} "
                       f"{row['speedup_gram']:8.2f} {row['speedup_full']:8.2f} {row['err_ratio_gram']:11.6f} "
                       f"{row['err_ratio_full']:11.6f}")
-    write_result(args.out, {"rank": args.rank, "repeats": args.repeats, "rows": rows})
+    write_result(out, {"rank": args.rank, "repeats": args.repeats, "backend": args.backend,
+                       "tensorly_backend": tl.get_backend(), "rows": rows})
 
 
 if __name__ == "__main__":
