@@ -332,3 +332,51 @@ def test_exclude_keeps_selected_parameters_dense():
     again = load_compressed(mlp(), state)
     model.eval(), again.eval()
     assert torch.equal(again(x), model(x))
+
+
+@pytest.mark.parametrize("constraint", ["clamp", "wrap"])
+def test_alpha_constraint(constraint):
+    """The generator sees clamp(α) or α wrapped into [−L, L); α itself is stored as trained."""
+    spec = MCNCSpec(k=4, d=64, width=32, seed=3, alpha_bound=0.5, alpha_constraint=constraint)
+    model = wrap(mlp(), spec)
+    st = model.__dict__["_mcnc_store"]
+    with torch.no_grad():
+        st.alpha.mul_(3.0)  # push most entries outside [−0.5, 0.5]
+    st.clear()
+    seen = st.alpha.clamp(-0.5, 0.5) if constraint == "clamp" else torch.remainder(st.alpha + 0.5, 1.0) - 0.5
+    want = Generator(spec).combine(seen.detach(), st.beta.detach()).reshape(-1)[: st.total]
+    torch.testing.assert_close(torch.cat([p.reshape(-1) for p in st.parts()]), want, rtol=0, atol=0)
+    model(torch.randn(8, 20)).square().sum().backward()
+    outside = st.alpha.detach().abs() > 0.5
+    if constraint == "clamp":
+        assert torch.all(st.alpha.grad[outside] == 0) and torch.any(st.alpha.grad[~outside] != 0)
+    else:
+        assert torch.all(st.alpha.grad != 0)
+    again = load_compressed(mlp(), compressed_state_dict(model))
+    assert torch.equal(again.mcnc_alpha, st.alpha)
+    with pytest.raises(ValueError, match="alpha_constraint"):
+        MCNCSpec(alpha_constraint="tanh")
+
+
+def test_bad_state_dicts_are_refused_before_touching_the_model():
+    model = wrap(mlp(), SPEC)
+    good = compressed_state_dict(model)
+    assert good["format"] == "nnbcd.mcnc" and good["format_version"] == 1
+    cases = {
+        "not an nnbcd MCNC": {k: v for k, v in good.items() if k != "alpha"},
+        "state format": {**good, "format": "something.else"},
+        "does not fit": {**good, "spec": {**good["spec"], "frobnicate": 1}},
+        "generator version": {**good, "spec": {**good["spec"], "version": "mcnc-gen/9"}},
+        "alpha/beta shapes": {**good, "alpha": good["alpha"][:-1]},
+        "dense entries differ": {**good, "dense": {k: v for k, v in good["dense"].items() if "running_mean" not in k}},
+        "another shape": {**good, "dense": {**good["dense"], "1.weight": torch.ones(7)}},
+    }
+    for message, state in cases.items():
+        fresh = mlp()
+        before = {k: v.clone() for k, v in fresh.state_dict().items()}
+        with pytest.raises(ValueError, match=message):
+            load_compressed(fresh, state)
+        assert not parametrize.is_parametrized(fresh[0]) and "_mcnc_store" not in fresh.__dict__
+        assert all(torch.equal(v, before[k]) for k, v in fresh.state_dict().items())
+    with pytest.raises(ValueError, match="not an nnbcd MCNC"):
+        load_compressed(mlp(), mlp().state_dict())

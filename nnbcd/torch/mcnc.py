@@ -40,6 +40,9 @@ _ACTS = {"sin": (torch.sin, torch.cos),
          "identity": (lambda z: z, torch.ones_like),
          "leaky_relu": (nn.functional.leaky_relu, lambda z: 0.01 + 0.99 * (z > 0).to(z.dtype))}
 MODES = ("scratch", "residual", "lora")
+ALPHA_CONSTRAINTS = ("none", "clamp", "wrap")
+GENERATOR_VERSIONS = ("mcnc-gen/1",)
+FORMAT, FORMAT_VERSION = "nnbcd.mcnc", 1
 _COMPRESSIBLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Embedding)
 
 
@@ -53,8 +56,10 @@ class MCNCSpec:
     ``"lora"`` (W = W_0 + (lora_alpha/lora_rank)·B·A with vec(A), vec(B) generated; conv weights viewed as
     out × in·k_h·k_w). compress_bias : also reparameterise biases (not in LoRA mode). exclude : names
     kept dense: a module name (``"0"``, ``"head"``) keeps all its parameters, a parameter name
-    (``"0.bias"``) or a glob (``"*.bias"``, ``"layer4.*"``) the ones it matches. seed : generator,
-    α and LoRA-base seed.
+    (``"0.bias"``) or a glob (``"*.bias"``, ``"layer4.*"``) the ones it matches. alpha_constraint :
+    ``"none"`` (the paper), ``"clamp"`` (the generator sees clamp(α, −L, L)) or ``"wrap"`` (it sees α
+    wrapped periodically into [−L, L)); α itself is stored unconstrained. seed : generator, α and
+    LoRA-base seed. version : the generator's definition (``"mcnc-gen/1"``, spec §2).
     """
 
     k: int = 16
@@ -65,6 +70,7 @@ class MCNCSpec:
     activation: str = "sin"
     omega: float = 1.0
     alpha_bound: float = 1.0
+    alpha_constraint: str = "none"
     mode: str = "scratch"
     compress_bias: bool = True
     exclude: Tuple[str, ...] = ()
@@ -83,6 +89,10 @@ class MCNCSpec:
             raise ValueError(f"generator={self.generator!r} is not one of ('mcnc', 'pranc')")
         if self.activation not in _ACTS:
             raise ValueError(f"activation={self.activation!r} is not one of {sorted(_ACTS)}")
+        if self.alpha_constraint not in ALPHA_CONSTRAINTS:
+            raise ValueError(f"alpha_constraint={self.alpha_constraint!r} is not one of {ALPHA_CONSTRAINTS}")
+        if self.version not in GENERATOR_VERSIONS:
+            raise ValueError(f"generator version {self.version!r} is not one this nnbcd knows {GENERATOR_VERSIONS}")
         if self.mode not in MODES:
             raise ValueError(f"mode={self.mode!r} is not one of {MODES}")
         if not isinstance(self.m, int) or self.m < 1:
@@ -269,6 +279,11 @@ class _Store:
         key = (alpha._version, beta._version, alpha.data_ptr(), beta.data_ptr())
         if self._cache is not None and self._key == key:
             return self._cache
+        L = self.spec.alpha_bound
+        if self.spec.alpha_constraint == "clamp":
+            alpha = alpha.clamp(-L, L)
+        elif self.spec.alpha_constraint == "wrap":
+            alpha = torch.remainder(alpha + L, 2 * L) - L
         theta = self.generator.combine(alpha, beta).reshape(-1)
         sizes = [math.prod(shape) for _, shape in self.layout]
         pieces = torch.split(theta, sizes + [theta.numel() - self.total])[:-1]
@@ -413,30 +428,50 @@ def compressed_state_dict(model: nn.Module) -> Dict[str, Any]:
     In residual / LoRA mode the frozen base is not stored: its SHA-256 is, and :func:`load_compressed`
     checks it against the model it is given."""
     st = _store(model)
-    return {"spec": asdict(st.spec), "layout": [list(x) for x in st.layout], "alpha": st.alpha.detach().clone(),
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "torch_version": torch.__version__,
+            "spec": asdict(st.spec), "layout": [list(x) for x in st.layout], "alpha": st.alpha.detach().clone(),
             "beta": st.beta.detach().clone(), "dense": _dense_leftovers(model), "base_sha256": st.base_digest}
 
 
 def load_compressed(model: nn.Module, state: Dict[str, Any]) -> nn.Module:
     """Wrap a fresh ``model`` of the same architecture (holding the same frozen base in residual / LoRA
-    mode) with the stored spec and load α, β and the leftovers."""
-    spec = MCNCSpec(**state["spec"])
+    mode) with the stored spec and load α, β and the leftovers. Everything is checked before the model
+    is touched: on any mismatch it raises ``ValueError`` and leaves ``model`` as it was."""
+    required = ("spec", "layout", "alpha", "beta", "dense")
+    if not isinstance(state, dict) or any(k not in state for k in required):
+        got = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"not an nnbcd MCNC compressed state dict (needs {required}; got {got})")
+    if state.get("format", FORMAT) != FORMAT or state.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
+        raise ValueError(f"state format {state.get('format')!r} version {state.get('format_version')!r} is not "
+                         f"{FORMAT!r} <= {FORMAT_VERSION}")
+    try:
+        spec = MCNCSpec(**state["spec"])
+    except TypeError as exc:
+        raise ValueError(f"the stored spec does not fit this nnbcd's MCNCSpec: {exc}") from None
     layout = [(n, tuple(s)) for n, s in state["layout"]]
-    if _plan(model, spec)[1] != layout:
+    sel, planned, _ = _plan(model, spec)
+    if planned != layout:
         raise ValueError("the state dict was saved from another architecture or spec (parameter layout differs)")
+    if (spec.mode != "scratch" and _digest([p for _, _, _, p in sel]) != state.get("base_sha256")):
+        raise ValueError("the model's frozen base weights differ from those the state was trained on (SHA-256)")
+    n = math.ceil(sum(math.prod(s) for _, s in layout) / spec.d)
+    if tuple(state["alpha"].shape) != (n * spec.m, spec.k) or tuple(state["beta"].shape) != (n, spec.m):
+        raise ValueError(f"alpha/beta shapes {tuple(state['alpha'].shape)}/{tuple(state['beta'].shape)} do not "
+                         f"match the spec ({n * spec.m}, {spec.k})/({n}, {spec.m})")
+    reparam = {name for name, _, _, _ in sel}
+    own = {k: v for k, v in model.state_dict().items() if k not in reparam}
+    if set(own) != set(state["dense"]):
+        raise ValueError(f"dense entries differ: the state lacks {sorted(set(own) - set(state['dense']))[:5]}, "
+                         f"the model lacks {sorted(set(state['dense']) - set(own))[:5]}")
+    bad = [k for k, v in state["dense"].items() if tuple(v.shape) != tuple(own[k].shape)]
+    if bad:
+        raise ValueError(f"dense entries of another shape: {bad[:5]}")
     wrap(model, spec)
     st = _store(model)
-    if st.base_digest != state.get("base_sha256"):
-        raise ValueError("the model's frozen base weights differ from those the state was trained on (SHA-256)")
-    if st.alpha.shape != state["alpha"].shape or st.beta.shape != state["beta"].shape:
-        raise ValueError("alpha/beta shapes do not match the spec")
     with torch.no_grad():
         st.alpha.copy_(state["alpha"])
         st.beta.copy_(state["beta"])
-    missing = model.load_state_dict(state["dense"], strict=False)
-    unexpected = [k for k in missing.unexpected_keys]
-    if unexpected:
-        raise ValueError(f"the state dict has entries this model lacks: {unexpected[:5]}")
+    model.load_state_dict(state["dense"], strict=False)
     st.clear()
     return model
 
