@@ -1,6 +1,7 @@
 """Cost of one MCNC training step against the dense step on the digits MLP (64-256-256-10).
 
     python benchmarks/bench_mcnc.py [--rounds 30] [--batches 64,256,1347] [--widths 64,32] [--device cpu]
+                                    [--hidden 256] [--profile]
 
 Times forward + backward + Adam step for the dense model, MCNC (sine generator, k = 8, d = 1024, hidden
 widths ``--widths``), MCNC with the generator's head left to autograd (the naive formulation:
@@ -26,7 +27,7 @@ from torch import nn
 from nnbcd.torch.mcnc import MCNCSpec, wrap
 from nnbcd.torch.mcnc_example import make_mlp
 
-D_FEATURES, HIDDEN, K, CHUNK = 64, 256, 8, 1024
+D_FEATURES, K, CHUNK = 64, 8, 1024
 
 
 def _naive_head(model: nn.Module) -> nn.Module:
@@ -72,29 +73,36 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10, help="steps per variant per round")
     ap.add_argument("--batches", default="64,256,1347")
     ap.add_argument("--widths", default="64,32", help="generator hidden widths to time (MCNC)")
+    ap.add_argument("--hidden", type=int, default=256, help="MLP hidden width (256: the digits example)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--compile", action="store_true",
+                    help="torch.compile(mode='reduce-overhead') every model, dense included (CUDA graphs on a GPU)")
     ap.add_argument("--profile", action="store_true", help="then print torch.profiler's top ops of the MCNC step")
     ap.add_argument("--out", default=None, help="JSON path (default: results/bench_mcnc[_DEVICE].json)")
     args = ap.parse_args()
     torch.manual_seed(0)
+    hidden = args.hidden
     widths = [int(w) for w in args.widths.split(",")]
-    n_weights = sum(p.numel() for p in make_mlp(HIDDEN).parameters())
+    n_weights = sum(p.numel() for p in make_mlp(hidden).parameters())
     n_chunks = -(-n_weights // CHUNK)
-    builders: Dict[str, Callable[[], nn.Module]] = {"dense": lambda: make_mlp(HIDDEN)}
+    builders: Dict[str, Callable[[], nn.Module]] = {"dense": lambda: make_mlp(hidden)}
     for w in widths:
-        builders[f"mcnc_w{w}"] = lambda w=w: wrap(make_mlp(HIDDEN), MCNCSpec(k=K, d=CHUNK, width=w))
-    builders[f"naive_w{widths[0]}"] = lambda: _naive_head(wrap(make_mlp(HIDDEN), MCNCSpec(k=K, d=CHUNK,
+        builders[f"mcnc_w{w}"] = lambda w=w: wrap(make_mlp(hidden), MCNCSpec(k=K, d=CHUNK, width=w))
+    builders[f"naive_w{widths[0]}"] = lambda: _naive_head(wrap(make_mlp(hidden), MCNCSpec(k=K, d=CHUNK,
                                                                                         width=widths[0])))
-    builders["pranc"] = lambda: wrap(make_mlp(HIDDEN), MCNCSpec(k=K, d=CHUNK, generator="pranc"))
+    builders["pranc"] = lambda: wrap(make_mlp(hidden), MCNCSpec(k=K, d=CHUNK, generator="pranc"))
     threads = torch.get_num_threads()
-    print(f"digits MLP ({n_weights} weights, {n_chunks} chunks of {CHUNK}) training step on {args.device}; "
+    print(f"MLP 64-{hidden}-{hidden}-10 ({n_weights} weights, {n_chunks} chunks of {CHUNK}) training step on {args.device}; "
           f"median over {args.rounds} interleaved rounds of {args.steps} steps (torch threads: {threads})")
     names = [v for v in builders if v != "dense"]
     print(f"{'batch':>6} {'dense ms':>9} " + " ".join(f"{v + ' ms':>13}" for v in names) + "   "
           + " ".join(f"{v + '/dense':>17}" for v in names) + "  FLOP ratio w" + str(widths[0]))
     rows = []
     for batch in (int(b) for b in args.batches.split(",")):
-        runs = {v: _stepper(b(), batch, args.device) for v, b in builders.items()}
+        models = {v: b() for v, b in builders.items()}
+        if args.compile:
+            models = {v: torch.compile(m.to(args.device), mode="reduce-overhead") for v, m in models.items()}
+        runs = {v: _stepper(m, batch, args.device) for v, m in models.items()}
         for run in runs.values():
             run(20)
         times: Dict[str, list] = {v: [] for v in runs}
@@ -119,8 +127,10 @@ def main() -> None:
             run(50)
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
     out = Path(args.out) if args.out else Path(__file__).parent / "results" / (
-        "bench_mcnc.json" if args.device == "cpu" else f"bench_mcnc_{args.device.split(':')[0]}.json")
-    write_result(out, {"device": args.device, "threads": threads, "rounds": args.rounds,
+        "bench_mcnc" + ("" if args.device == "cpu" else "_" + args.device.split(":")[0])
+        + ("" if hidden == 256 else f"_h{hidden}") + ("_compiled" if args.compile else "") + ".json")
+    write_result(out, {"compile": args.compile, "hidden": hidden, "n_weights": n_weights, "device": args.device,
+                       "threads": threads, "rounds": args.rounds,
                        "steps": args.steps, "torch": torch.__version__, "rows": rows})
 
 

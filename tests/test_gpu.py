@@ -82,3 +82,34 @@ def test_array_fallback_matches_reference(dtype, monkeypatch):
     assert u.dtype == np.dtype(dtype)
     np.testing.assert_allclose(cupy.asnumpy(u), _prox_reference(dtype), rtol=1e-5 if dtype == "float32" else 1e-13,
                                atol=1e-6)
+
+
+def test_mcnc_under_torch_compile_cuda_graphs():
+    """torch.compile(mode="reduce-overhead") (CUDA graphs): at every step of a training run the
+    gradients of alpha and beta equal eager ones, so no replay reads a stale or overwritten tensor
+    (the generator's cached weights must not live in a graph's pool). Plain SGD steps, so a rounding
+    difference stays a rounding difference (Adam's sign-like first steps would amplify it)."""
+    torch = pytest.importorskip("torch")
+    from torch import nn
+
+    from nnbcd.torch.mcnc import MCNCSpec, wrap
+
+    def mlp():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 5)).cuda()
+
+    x = torch.randn(16, 20, device="cuda")
+    spec = MCNCSpec(k=4, d=64, width=32, seed=3)
+    eager, compiled = wrap(mlp(), spec), wrap(mlp(), spec)
+    runs = ((eager, eager), (compiled, torch.compile(compiled, mode="reduce-overhead")))
+    for _ in range(5):
+        grads = []
+        for m, f in runs:
+            m.zero_grad()
+            f(x).square().mean().backward()
+            grads.append((m.mcnc_alpha.grad.clone(), m.mcnc_beta.grad.clone()))
+            with torch.no_grad():
+                m.mcnc_alpha -= 0.1 * m.mcnc_alpha.grad
+                m.mcnc_beta -= 0.1 * m.mcnc_beta.grad
+        for a, b in zip(grads[1], grads[0]):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()))

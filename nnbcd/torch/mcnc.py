@@ -140,16 +140,22 @@ class Generator(nn.Module):
         r"""``(Ã, K, A_1, c_1, …, A_H, c_H)`` in ``like``'s dtype and device, built once per dtype/device:
         :math:`\tilde A = [A_o\ c_o]` (d × (h+1); for ``"pranc"`` A/√k, no bias column) and its Gram
         matrix :math:`K = \tilde A^T\tilde A`, formed in float64."""
-        key = (like.dtype, like.device)
-        if key not in self._cast:
-            last = self.n_layers - 1
-            if self.spec.generator == "pranc":
-                a = self.w0.to(torch.float64) / math.sqrt(self.spec.k)
-            else:
-                a = torch.cat([getattr(self, f"w{last}"), getattr(self, f"b{last}")[:, None]], 1).to(torch.float64)
-            hidden = [getattr(self, f"{x}{i}") for i in range(last) for x in "wb"]
-            self._cast[key] = tuple(t.to(like.device, like.dtype).contiguous() for t in [a, a.T @ a] + hidden)
-        return self._cast[key]
+        cast = self._cast.get((like.dtype, like.device))
+        return cast if cast is not None else self._build(like.dtype, like.device)
+
+    @torch.compiler.disable
+    def _build(self, dtype: torch.dtype, device: torch.device) -> Tuple[torch.Tensor, ...]:
+        # always run eagerly: under torch.compile(mode="reduce-overhead") a tensor made inside the
+        # compiled region lives in a CUDA graph's pool and is overwritten by the next replay
+        last = self.n_layers - 1
+        if self.spec.generator == "pranc":
+            a = self.w0.to(torch.float64) / math.sqrt(self.spec.k)
+        else:
+            a = torch.cat([getattr(self, f"w{last}"), getattr(self, f"b{last}")[:, None]], 1).to(torch.float64)
+        hidden = [getattr(self, f"{x}{i}") for i in range(last) for x in "wb"]
+        cast = tuple(t.to(device, dtype).contiguous() for t in [a, a.T @ a] + hidden)
+        self._cast[(dtype, device)] = cast
+        return cast
 
     def _apply(self, fn, recurse=True):  # .to()/.cuda()/.double() move the buffers: drop the casts
         self._cast = {}
@@ -269,11 +275,15 @@ class _Store:
     def base(self) -> Optional[torch.Tensor]:
         return getattr(self.root, "mcnc_base", None)
 
+    @torch.compiler.disable
     def parts(self) -> Tuple[torch.Tensor, ...]:
         """The reconstructed tensors of the layout, flattened, as views of one vector.
 
         One ``split`` per forward: its backward is a single concatenation, where one slice per tensor
         would allocate and zero-fill a full-length gradient for each (measured: a third of the step).
+        Always eager, as is the pre-hook that empties the cache: under ``torch.compile`` a traced
+        version defers the hook's side effect past the forward and the weights of the last step,
+        detached, were used (α and β got zero gradients on CUDA).
         """
         alpha, beta = self.alpha, self.beta
         key = (alpha._version, beta._version, alpha.data_ptr(), beta.data_ptr())
@@ -383,6 +393,7 @@ def wrap(model: nn.Module, spec: MCNCSpec) -> nn.Module:
         raise ValueError("model is already wrapped")
     sel, layout, init = _plan(model, spec)
     store = _Store(model, spec, layout, init)
+    store.generator.weights(store.alpha)  # the casts for the model's dtype and device, made eagerly
     store.base_digest = _digest([p for _, _, _, p in sel]) if spec.mode != "scratch" else None
     object.__setattr__(model, "_mcnc_store", store)  # plain attribute: not a submodule
     for k, (_, mod, pname, p) in enumerate(sel):
@@ -401,6 +412,7 @@ def wrap(model: nn.Module, spec: MCNCSpec) -> nn.Module:
     return model
 
 
+@torch.compiler.disable
 def _fresh_reconstruction(model: nn.Module, _inputs: Any) -> None:
     # one generator call per forward: drop the cache unless evaluating without gradients
     if model.training or torch.is_grad_enabled():
