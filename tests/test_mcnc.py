@@ -399,3 +399,13 @@ def test_torch_compile_traces_the_fused_generator():
                 m.mcnc_beta -= 0.1 * m.mcnc_beta.grad
         for a, b in zip(grads[1], grads[0]):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7 * float(b.abs().max()))
+
+
+def test_double_backward_is_refused_not_wrong():
+    """The hand-written backward is not itself differentiable: second derivatives raise instead of
+    silently missing terms."""
+    model = wrap(mlp(), SPEC)
+    loss = model(torch.randn(8, 20)).square().sum()
+    (g,) = torch.autograd.grad(loss, model.mcnc_alpha, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|differentiate"):
+        g.sum().backward()

@@ -28,6 +28,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 from torch.nn.utils import parametrize
 
 __all__ = ["MCNCSpec", "Generator", "wrap", "bake", "compressed_state_dict", "load_compressed", "report",
@@ -168,7 +169,7 @@ class Generator(nn.Module):
         if self.spec.generator == "pranc":
             phi = alpha @ self.weights(alpha)[0].T
             return (beta.reshape(n, m, 1) * phi.view(n, m, -1)).sum(1) if m > 1 else beta * phi
-        return _Generate.apply(alpha, beta, self.spec.activation, self.spec.omega, *self.weights(alpha))
+        return _Generate.apply(alpha, beta, self)
 
     def forward(self, alpha: torch.Tensor) -> torch.Tensor:
         """ϕ(α) row by row: (rows, k) → (rows, d)."""
@@ -195,39 +196,41 @@ class _Generate(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, alpha: torch.Tensor, beta: torch.Tensor, activation: str, omega: float, a: torch.Tensor,
-                gram: torch.Tensor, *hidden: torch.Tensor) -> torch.Tensor:
-        act, slope = _ACTS[activation]
-        h, slopes = (alpha if omega == 1.0 else alpha * omega), []  # ×1 is exact: one kernel fewer
-        for w, c in zip(hidden[::2], hidden[1::2]):
-            z = torch.addmm(c, h, w.T)
+    def forward(ctx, alpha: torch.Tensor, beta: torch.Tensor, gen: "Generator") -> torch.Tensor:
+        spec = gen.spec
+        a, gram, *hidden = gen.weights(alpha)
+        act, slope = _ACTS[spec.activation]
+        h = alpha if spec.omega == 1.0 else alpha * spec.omega  # ×1 is exact: one kernel fewer
+        slopes = []
+        for i in range(0, len(hidden), 2):
+            z = torch.addmm(hidden[i + 1], h, hidden[i].T)
             slopes.append(slope(z))
             h = act(z)
         n, m = beta.shape
         ht = torch.cat([h, h.new_ones(h.shape[0], 1)], 1)
         y = ht @ a.T
-        r = torch.linalg.vector_norm(y, dim=1).clamp_min_(1e-12)
-        s = beta.reshape(-1) / r
+        rinv = torch.linalg.vector_norm(y, dim=1).clamp_min_(1e-12).reciprocal_()
+        s = beta.reshape(-1) * rinv
         theta = y.mul_(s[:, None]) if m == 1 else torch.bmm(s.view(n, 1, m), y.view(n, m, -1)).view(n, -1)
-        ctx.omega, ctx.n_hidden = omega, len(slopes)
-        ctx.save_for_backward(ht, r, beta, a, gram, *slopes, *hidden[::2])
+        # constants (the generator's weights) ride on ctx; what depends on alpha/beta is saved
+        ctx.consts, ctx.omega, ctx.m = (a, gram, hidden[0::2]), spec.omega, m
+        ctx.save_for_backward(ht, rinv, s, *slopes)
         return theta
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, g: torch.Tensor) -> tuple:
-        ht, r, beta, a, gram, *rest = ctx.saved_tensors
-        slopes, ws = rest[:ctx.n_hidden], rest[ctx.n_hidden:]
-        n, m = beta.shape
+        ht, rinv, s, *slopes = ctx.saved_tensors
+        a, gram, ws = ctx.consts
         mt = g @ a
-        if m > 1:
-            mt = mt.repeat_interleave(m, 0)
-        q = (mt * ht).sum(1)
-        dh = (beta.reshape(-1) / r)[:, None] * torch.addcmul(mt, (q / (r * r))[:, None], ht @ gram, value=-1.0)
-        dh = dh[:, :-1]
+        if ctx.m > 1:
+            mt = mt.repeat_interleave(ctx.m, 0)
+        q = torch.linalg.vecdot(mt, ht)
+        dbeta = q * rinv
+        dh = torch.addcmul(mt * s[:, None], ht @ gram, (dbeta * s * rinv)[:, None], value=-1.0)[:, :-1]
         for sl, w in zip(reversed(slopes), reversed(ws)):
             dh = (dh * sl) @ w
-        dalpha = dh if ctx.omega == 1.0 else dh * ctx.omega
-        return (dalpha, (q / r).view(n, m), None, None, None, None) + (None,) * (2 * len(ws))
+        return (dh if ctx.omega == 1.0 else dh * ctx.omega), dbeta.view(-1, ctx.m), None
 
 
 class _Store:
