@@ -1,6 +1,7 @@
 """Real-GPU checks (skipped without CuPy and a CUDA device): parity of the cupy backend with numpy."""
 import numpy as np
 import pytest
+from conftest import sgd_gradients
 
 import nnbcd
 
@@ -35,7 +36,6 @@ def test_cupy_matches_numpy(form):
 
 def test_state_stays_on_device():
     import cupy
-
     from sklearn.datasets import load_digits
 
     X, y = load_digits(return_X_y=True)
@@ -101,15 +101,6 @@ def test_mcnc_under_torch_compile_cuda_graphs():
     x = torch.randn(16, 20, device="cuda")
     spec = MCNCSpec(k=4, d=64, width=32, seed=3)
     eager, compiled = wrap(mlp(), spec), wrap(mlp(), spec)
-    runs = ((eager, eager), (compiled, torch.compile(compiled, mode="reduce-overhead")))
-    for _ in range(5):
-        grads = []
-        for m, f in runs:
-            m.zero_grad()
-            f(x).square().mean().backward()
-            grads.append((m.mcnc_alpha.grad.clone(), m.mcnc_beta.grad.clone()))
-            with torch.no_grad():
-                m.mcnc_alpha -= 0.1 * m.mcnc_alpha.grad
-                m.mcnc_beta -= 0.1 * m.mcnc_beta.grad
-        for a, b in zip(grads[1], grads[0]):
+    for got, want in sgd_gradients(eager, compiled, torch.compile(compiled, mode="reduce-overhead"), x, 5):
+        for a, b in zip(got, want):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()))

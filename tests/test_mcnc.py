@@ -6,13 +6,21 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import sgd_gradients
 
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 from torch.nn.utils import parametrize  # noqa: E402
 
-from nnbcd.torch.mcnc import (Generator, MCNCSpec, bake, compressed_state_dict, load_compressed,  # noqa: E402
-                              report, wrap)
+from nnbcd.torch.mcnc import (  # noqa: E402
+    Generator,
+    MCNCSpec,
+    bake,
+    compressed_state_dict,
+    load_compressed,
+    report,
+    wrap,
+)
 
 
 def mlp():
@@ -387,17 +395,8 @@ def test_torch_compile_traces_the_fused_generator():
     an SGD run the gradients equal eager ones (the CUDA-graph variant runs in tests/test_gpu.py)."""
     x = torch.randn(16, 20)
     eager, compiled = wrap(mlp(), SPEC), wrap(mlp(), SPEC)
-    runs = ((eager, eager), (compiled, torch.compile(compiled, backend="aot_eager")))
-    for _ in range(3):
-        grads = []
-        for m, f in runs:
-            m.zero_grad()
-            f(x).square().mean().backward()
-            grads.append((m.mcnc_alpha.grad.clone(), m.mcnc_beta.grad.clone()))
-            with torch.no_grad():
-                m.mcnc_alpha -= 0.1 * m.mcnc_alpha.grad
-                m.mcnc_beta -= 0.1 * m.mcnc_beta.grad
-        for a, b in zip(grads[1], grads[0]):
+    for got, want in sgd_gradients(eager, compiled, torch.compile(compiled, backend="aot_eager"), x, 3):
+        for a, b in zip(got, want):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7 * float(b.abs().max()))
 
 
