@@ -408,3 +408,20 @@ def test_double_backward_is_refused_not_wrong():
     (g,) = torch.autograd.grad(loss, model.mcnc_alpha, create_graph=True)
     with pytest.raises(RuntimeError, match="once_differentiable|differentiate"):
         g.sum().backward()
+
+
+def test_functional_call_matches_the_module():
+    """spec §15.6: the stateless call with the module's own parameters and buffers gives the same
+    outputs, and swapping in other alpha/beta through it changes them like loading them would."""
+    from torch.func import functional_call
+
+    model = wrap(mlp(), SPEC).eval()
+    x = torch.randn(8, 20)
+    state = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    with torch.no_grad():
+        assert torch.equal(functional_call(model, state, (x,)), model(x))
+        other = {**state, "mcnc_alpha": state["mcnc_alpha"] + 0.1}
+        got = functional_call(model, other, (x,))
+        twin = wrap(mlp(), SPEC).eval()
+        twin.mcnc_alpha.copy_(other["mcnc_alpha"])
+        torch.testing.assert_close(got, twin(x), rtol=0, atol=0)

@@ -289,8 +289,11 @@ class _Store:
         detached, were used (α and β got zero gradients on CUDA).
         """
         alpha, beta = self.alpha, self.beta
+        # the key holds the tensors themselves (compared by identity) so that neither a freed address
+        # nor a recycled id can make another alpha look cached; versions catch in-place updates
         key = (alpha._version, beta._version, alpha.data_ptr(), beta.data_ptr())
-        if self._cache is not None and self._key == key:
+        if (self._cache is not None and self._key[0] is alpha and self._key[1] is beta
+                and self._key[2] == key):
             return self._cache
         L = self.spec.alpha_bound
         if self.spec.alpha_constraint == "clamp":
@@ -302,11 +305,11 @@ class _Store:
         pieces = torch.split(theta, sizes + [theta.numel() - self.total])[:-1]
         if self.base is not None:
             pieces = tuple(b + t for b, t in zip(torch.split(self.base, sizes), pieces))
-        self._cache, self._key = pieces, key
+        self._cache, self._key = pieces, (alpha, beta, key)
         return pieces
 
     def clear(self) -> None:
-        self._cache = None
+        self._cache = self._key = None
 
 
 class _Slice(nn.Module):
