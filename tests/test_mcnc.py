@@ -425,3 +425,30 @@ def test_functional_call_matches_the_module():
         twin = wrap(mlp(), SPEC).eval()
         twin.mcnc_alpha.copy_(other["mcnc_alpha"])
         torch.testing.assert_close(got, twin(x), rtol=0, atol=0)
+
+
+def test_tied_and_mixed_tensors_are_refused_clearly():
+    emb = nn.Embedding(10, 8)
+    head = nn.Linear(8, 10, bias=False)
+    head.weight = emb.weight  # tied, as in language models
+    tied = nn.ModuleDict({"emb": emb, "head": head})
+    for exclude in ((), ("head.weight",)):  # untying, or freezing the dense name: both refused
+        with pytest.raises(ValueError, match=r"\['emb.weight', 'head.weight'\] are one tied tensor"):
+            wrap(tied, MCNCSpec(k=4, d=64, exclude=exclude))
+        assert not parametrize.is_parametrized(emb) and emb.weight.requires_grad
+    tied["lin"] = nn.Linear(8, 8)
+    wrap(tied, MCNCSpec(k=4, d=64, exclude=("emb.weight", "head.weight")))  # the suggested way out
+    assert head.weight is emb.weight and emb.weight.requires_grad and parametrize.is_parametrized(tied["lin"])
+    class Scale(nn.Module):  # not a compressible type, but holding a compressible layer's tensor
+        def __init__(self, w):
+            super().__init__()
+            self.w = w
+
+    shared = nn.ModuleDict({"lin": nn.Linear(4, 4)})
+    shared["scale"] = Scale(shared["lin"].weight)
+    with pytest.raises(ValueError, match=r"\['lin.weight', 'scale.w'\] are one tied tensor"):
+        wrap(shared, SPEC)
+    mixed = mlp()
+    mixed[3].double()
+    with pytest.raises(ValueError, match="one floating dtype and device"):
+        wrap(mixed, SPEC)

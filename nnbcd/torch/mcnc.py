@@ -337,7 +337,16 @@ def _selected(model: nn.Module, spec: MCNCSpec) -> List[Tuple[str, nn.Module, st
         if not any(_excluded(c[0], pattern) for c in candidates):
             raise ValueError(f"exclude entry {pattern!r} matches none of the compressible parameters "
                              f"{[c[0] for c in candidates]}")
-    return [c for c in candidates if not any(_excluded(c[0], e) for e in spec.exclude)]
+    kept = [c for c in candidates if not any(_excluded(c[0], e) for e in spec.exclude)]
+    names: Dict[int, List[str]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):  # every name of every tensor
+        names.setdefault(id(p), []).append(name)
+    for name, _, _, p in kept:
+        tied = names[id(p)]
+        if len(tied) > 1:  # reparameterising one name would freeze or untie the others
+            raise ValueError(f"{tied} are one tied tensor, which MCNC cannot share between modules; keep it "
+                             f"dense with exclude={tuple(tied)!r}")
+    return kept
 
 
 def _plan(model: nn.Module, spec: MCNCSpec) -> tuple:
@@ -347,6 +356,11 @@ def _plan(model: nn.Module, spec: MCNCSpec) -> tuple:
     if not sel:
         raise ValueError("nothing to compress: the model has no Linear/Conv/Embedding parameters, or "
                          f"exclude={spec.exclude!r} removed them all")
+    kinds = {(p.dtype, p.device) for _, _, _, p in sel}
+    if len(kinds) > 1 or not sel[0][3].is_floating_point():
+        raise ValueError("the compressed tensors must share one floating dtype and device, got "
+                         f"{sorted((n, str(p.dtype), str(p.device)) for n, _, _, p in sel)[:6]}; "
+                         "convert the model (model.to(dtype, device)) or exclude= the odd ones")
     if spec.mode != "lora":
         return sel, [(name, tuple(p.shape)) for name, _, _, p in sel], torch.cat(
             [p.detach().reshape(-1) for _, _, _, p in sel])
