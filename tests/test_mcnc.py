@@ -219,6 +219,12 @@ def test_errors():
         MCNCSpec(k=64, d=64)
     with pytest.raises(ValueError, match="generator"):
         MCNCSpec(generator="gan")
+    for bad in ({"width": 64.5}, {"depth": 0}, {"omega": float("nan")}, {"alpha_bound": -1.0}, {"seed": -1},
+                {"k": True}, {"lora_alpha": float("inf")}, {"compress_bias": "yes"}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            MCNCSpec(**bad)
+    spec = MCNCSpec(k=np.int64(4), d=np.int32(64))  # numpy integers, as a config may give them: stored as int
+    assert type(spec.k) is int and type(spec.d) is int
     model = wrap(mlp(), SPEC)
     with pytest.raises(ValueError, match="already wrapped"):
         wrap(model, SPEC)

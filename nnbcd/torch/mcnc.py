@@ -21,6 +21,7 @@ import copy
 import fnmatch
 import hashlib
 import math
+import numbers
 import weakref
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, List, Optional, Tuple
@@ -82,29 +83,31 @@ class MCNCSpec:
     version: str = "mcnc-gen/1"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.d, int) or self.d <= 0:
-            raise ValueError(f"d (chunk size) must be a positive int, got {self.d!r}")
-        if not isinstance(self.k, int) or not 0 < self.k < self.d:
-            raise ValueError(f"k must be an int with 0 < k < d = {self.d}, got {self.k!r}")
-        if self.generator not in ("mcnc", "pranc"):
-            raise ValueError(f"generator={self.generator!r} is not one of ('mcnc', 'pranc')")
-        if self.activation not in _ACTS:
-            raise ValueError(f"activation={self.activation!r} is not one of {sorted(_ACTS)}")
-        if self.alpha_constraint not in ALPHA_CONSTRAINTS:
-            raise ValueError(f"alpha_constraint={self.alpha_constraint!r} is not one of {ALPHA_CONSTRAINTS}")
-        if self.version not in GENERATOR_VERSIONS:
-            raise ValueError(f"generator version {self.version!r} is not one this nnbcd knows {GENERATOR_VERSIONS}")
-        if self.mode not in MODES:
-            raise ValueError(f"mode={self.mode!r} is not one of {MODES}")
-        if not isinstance(self.m, int) or self.m < 1:
-            raise ValueError(f"m (generator terms per chunk) must be a positive int, got {self.m!r}")
-        if not isinstance(self.lora_rank, int) or self.lora_rank < 1:
-            raise ValueError(f"lora_rank must be a positive int, got {self.lora_rank!r}")
+        # integers (numpy's too, as a config file may give them) and finite positive reals, named
+        label = {"d": "d (chunk size)", "m": "m (generator terms per chunk)", "version": "generator version"}
+        for name in ("k", "d", "width", "depth", "m", "lora_rank", "seed"):
+            v = getattr(self, name)
+            if not isinstance(v, numbers.Integral) or isinstance(v, bool) or (v < 0 if name == "seed" else v < 1):
+                raise ValueError(f"{label.get(name, name)} must be a "
+                                 f"{'non-negative' if name == 'seed' else 'positive'} int, got {v!r}")
+            object.__setattr__(self, name, int(v))
+        for name in ("omega", "alpha_bound", "lora_alpha"):
+            v = getattr(self, name)
+            if not isinstance(v, numbers.Real) or isinstance(v, bool) or not (math.isfinite(v) and v > 0):
+                raise ValueError(f"{name} must be a finite positive number, got {v!r}")
+            object.__setattr__(self, name, float(v))
+        if not self.k < self.d:
+            raise ValueError(f"k must be smaller than the chunk size d = {self.d}, got k = {self.k}")
+        for name, allowed in (("generator", ("mcnc", "pranc")), ("activation", tuple(sorted(_ACTS))),
+                              ("alpha_constraint", ALPHA_CONSTRAINTS), ("mode", MODES),
+                              ("version", GENERATOR_VERSIONS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{label.get(name, name)} {getattr(self, name)!r} is not one of {allowed}")
+        if not isinstance(self.compress_bias, bool):
+            raise ValueError(f"compress_bias must be True or False, got {self.compress_bias!r}")
         if isinstance(self.exclude, str) or not all(isinstance(e, str) and e for e in self.exclude):
             raise TypeError(f"exclude must be a sequence of non-empty names or globs, got {self.exclude!r}")
         object.__setattr__(self, "exclude", tuple(self.exclude))  # a list from a stored spec, too
-        if self.width < 1 or self.depth < 1 or self.alpha_bound <= 0 or self.omega <= 0:
-            raise ValueError("width, depth, alpha_bound and omega must be positive")
 
 
 def _uniform(rng: np.random.Generator, shape: tuple, bound: float) -> np.ndarray:
