@@ -458,3 +458,18 @@ def test_tied_and_mixed_tensors_are_refused_clearly():
     mixed[3].double()
     with pytest.raises(ValueError, match="one floating dtype and device"):
         wrap(mixed, SPEC)
+
+
+def test_param_groups_partition_the_trainable_parameters():
+    from nnbcd.torch.mcnc import param_groups
+
+    model = wrap(mlp(), MCNCSpec(k=4, d=64, width=32, exclude=("3.bias",)))
+    groups = param_groups(model, lr=0.1, dense_lr=0.01)
+    assert [g["lr"] for g in groups] == [0.1, 0.01]
+    assert groups[0]["params"][0] is model.mcnc_alpha and groups[0]["params"][1] is model.mcnc_beta
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert sorted(ids) == sorted(id(p) for p in model.parameters() if p.requires_grad)  # each exactly once
+    assert any(p is model[3].bias for p in groups[1]["params"]) and any(p is model[1].weight for p in groups[1]["params"])
+    torch.optim.Adam(groups)  # accepted as is
+    only_ab = wrap(nn.Sequential(nn.Linear(4, 4)), MCNCSpec(k=2, d=8))
+    assert len(param_groups(only_ab)) == 1

@@ -33,7 +33,7 @@ from torch.autograd.function import once_differentiable
 from torch.nn.utils import parametrize
 
 __all__ = ["MCNCSpec", "Generator", "wrap", "bake", "compressed_state_dict", "load_compressed", "report",
-           "reconstruction_flops", "coverage"]
+           "reconstruction_flops", "coverage", "param_groups"]
 
 # generator activations and their derivatives, both as functions of the pre-activation z
 _ACTS = {"sin": (torch.sin, torch.cos),
@@ -544,6 +544,18 @@ def bake(model: nn.Module) -> nn.Module:
     for p in out.parameters():
         p.requires_grad_(True)
     return out
+
+
+def param_groups(model: nn.Module, lr: float = 0.05, dense_lr: float = 1e-3) -> List[Dict[str, Any]]:
+    """Optimizer parameter groups for a wrapped model (spec §6): α and β at ``lr``, every other trainable
+    parameter (BatchNorm, excluded or uncompressible layers) at ``dense_lr``; an empty group is left out.
+
+    >>> opt = torch.optim.Adam(param_groups(model, lr=0.05, dense_lr=1e-3))
+    """
+    st = _store(model)
+    ab = [st.alpha, st.beta]
+    rest = [p for p in model.parameters() if p.requires_grad and all(p is not q for q in ab)]
+    return [{"params": ab, "lr": lr}] + ([{"params": rest, "lr": dense_lr}] if rest else [])
 
 
 def reconstruction_flops(spec: MCNCSpec, chunks: int) -> Dict[str, int]:
