@@ -360,7 +360,12 @@ def test_alpha_constraint(constraint):
     seen = st.alpha.clamp(-0.5, 0.5) if constraint == "clamp" else torch.remainder(st.alpha + 0.5, 1.0) - 0.5
     want = Generator(spec).combine(seen.detach(), st.beta.detach()).reshape(-1)[: st.total]
     torch.testing.assert_close(torch.cat([p.reshape(-1) for p in st.parts()]), want, rtol=0, atol=0)
+    calls = []
+    orig = st.generator.combine
+    st.generator.combine = lambda a, b: calls.append(1) or orig(a, b)
     model(torch.randn(8, 20)).square().sum().backward()
+    assert len(calls) == 1  # the constraint does not defeat the one-call-per-forward cache
+    del st.generator.combine
     outside = st.alpha.detach().abs() > 0.5
     if constraint == "clamp":
         assert torch.all(st.alpha.grad[outside] == 0) and torch.any(st.alpha.grad[~outside] != 0)

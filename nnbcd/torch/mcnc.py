@@ -298,12 +298,12 @@ class _Store:
         if (self._cache is not None and self._key[0] is alpha and self._key[1] is beta
                 and self._key[2] == key):
             return self._cache
-        L = self.spec.alpha_bound
+        L, seen = self.spec.alpha_bound, alpha
         if self.spec.alpha_constraint == "clamp":
-            alpha = alpha.clamp(-L, L)
+            seen = alpha.clamp(-L, L)
         elif self.spec.alpha_constraint == "wrap":
-            alpha = torch.remainder(alpha + L, 2 * L) - L
-        theta = self.generator.combine(alpha, beta).reshape(-1)
+            seen = torch.remainder(alpha + L, 2 * L) - L
+        theta = self.generator.combine(seen, beta).reshape(-1)
         sizes = [math.prod(shape) for _, shape in self.layout]
         pieces = torch.split(theta, sizes + [theta.numel() - self.total])[:-1]
         if self.base is not None:
