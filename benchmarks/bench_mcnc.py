@@ -24,22 +24,20 @@ import torch
 from _timing import write_result  # benchmarks/ is on sys.path when this script runs
 from torch import nn
 
-from nnbcd.torch.mcnc import MCNCSpec, wrap
+from nnbcd.torch.mcnc import MCNCSpec, _hidden_layers, wrap
 from nnbcd.torch.mcnc_example import make_mlp
 
 D_FEATURES, K, CHUNK = 64, 8, 1024
 
 
 def _naive_head(model: nn.Module) -> nn.Module:
-    """MCNC in the reference formulation: autograd through β · normalize(A_o σ(…σ(ω A_1 α + c_1)…) + c_o)."""
+    """MCNC in the reference formulation: autograd through β · normalize(A_o h + c_o), h the same hidden
+    layers (plain torch ops, so autograd differentiates them)."""
     gen = model.__dict__["_mcnc_store"].generator
 
     def combine(alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
         a, _, *hidden = gen.weights(alpha)
-        h = alpha * gen.spec.omega
-        for w, c in zip(hidden[::2], hidden[1::2]):
-            h = torch.sin(nn.functional.linear(h, w, c))
-        y = nn.functional.linear(h, a[:, :-1], a[:, -1])
+        y = nn.functional.linear(_hidden_layers(alpha, gen.spec, hidden), a[:, :-1], a[:, -1])
         return beta * (y / y.norm(dim=1, keepdim=True).clamp_min(1e-12))
 
     gen.combine = combine

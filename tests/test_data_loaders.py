@@ -5,14 +5,7 @@ import struct
 import numpy as np
 import pytest
 
-from nnbcd.data import (
-    load_dataset,
-    load_digits,
-    load_flare,
-    load_har,
-    load_mnist,
-    load_mnist5k,
-)
+from nnbcd.data import load_dataset, load_digits, load_flare, load_har, load_mnist, load_mnist5k
 from nnbcd.data.mnist import read_idx
 
 

@@ -4,13 +4,7 @@ import pytest
 import scipy.sparse
 
 from nnbcd.compress import Prune
-from nnbcd.ops.prune import (
-    effective_sparsity,
-    hard_threshold,
-    n_keep,
-    topk_mask,
-    true_sparsity,
-)
+from nnbcd.ops.prune import effective_sparsity, hard_threshold, n_keep, topk_mask, true_sparsity
 
 
 @pytest.mark.parametrize("q", [0.0, 0.5, 0.9, 0.999])

@@ -110,6 +110,12 @@ class MCNCSpec:
         object.__setattr__(self, "exclude", tuple(self.exclude))  # a list from a stored spec, too
 
 
+def _chunks(layout: List[Tuple[str, tuple]], d: int) -> Tuple[int, int]:
+    r"""``(D, n)``: the flat vector's length and its number of chunks, :math:`n = \lceil D/d\rceil`."""
+    total = int(sum(math.prod(shape) for _, shape in layout))
+    return total, math.ceil(total / d)
+
+
 def _uniform(rng: np.random.Generator, shape: tuple, bound: float) -> np.ndarray:
     return bound * (2.0 * rng.random(shape) - 1.0)
 
@@ -179,6 +185,20 @@ class Generator(nn.Module):
         return self.combine(alpha, alpha.new_ones(alpha.shape[0], 1))
 
 
+def _hidden_layers(alpha: torch.Tensor, spec: MCNCSpec, hidden: List[torch.Tensor],
+                   slopes: Optional[List[torch.Tensor]] = None) -> torch.Tensor:
+    r"""The generator's hidden layers :math:`h_i = \sigma(A_i h_{i-1} + c_i)`, :math:`h_0 = \omega\alpha`,
+    for ``hidden = [A_1, c_1, …]``; appends :math:`\sigma'(z_i)` to ``slopes`` when one is given."""
+    act, slope = _ACTS[spec.activation]
+    h = alpha if spec.omega == 1.0 else alpha * spec.omega  # ×1 is exact: one kernel fewer
+    for i in range(0, len(hidden), 2):
+        z = torch.addmm(hidden[i + 1], h, hidden[i].T)
+        if slopes is not None:
+            slopes.append(slope(z))
+        h = act(z)
+    return h
+
+
 class _Generate(torch.autograd.Function):
     r"""Rows :math:`\theta_t = \sum_j \beta_{t,j}\, y_{tj}/r_{tj}` with :math:`y_{tj} = \tilde A\tilde h_{tj}`,
     :math:`\tilde h = [h_H; 1]`, :math:`r_{tj} = \lVert y_{tj}\rVert`: one GEMM over n × d forward and one
@@ -202,13 +222,8 @@ class _Generate(torch.autograd.Function):
     def forward(ctx, alpha: torch.Tensor, beta: torch.Tensor, gen: "Generator") -> torch.Tensor:
         spec = gen.spec
         a, gram, *hidden = gen.weights(alpha)
-        act, slope = _ACTS[spec.activation]
-        h = alpha if spec.omega == 1.0 else alpha * spec.omega  # ×1 is exact: one kernel fewer
-        slopes = []
-        for i in range(0, len(hidden), 2):
-            z = torch.addmm(hidden[i + 1], h, hidden[i].T)
-            slopes.append(slope(z))
-            h = act(z)
+        slopes: List[torch.Tensor] = []
+        h = _hidden_layers(alpha, spec, hidden, slopes)
         n, m = beta.shape
         ht = torch.cat([h, h.new_ones(h.shape[0], 1)], 1)
         y = ht @ a.T
@@ -244,8 +259,7 @@ class _Store:
     def __init__(self, model: nn.Module, spec: MCNCSpec, layout: List[Tuple[str, tuple]], init: torch.Tensor):
         self.spec = spec
         self.layout = layout
-        self.total = int(sum(math.prod(s) for _, s in layout))
-        n = math.ceil(self.total / spec.d)
+        self.total, n = _chunks(layout, spec.d)
         self.generator = Generator(spec)
         rng = np.random.Generator(np.random.PCG64(spec.seed + 1))
         alpha = torch.tensor(_uniform(rng, (n * spec.m, spec.k), spec.alpha_bound), dtype=init.dtype,
@@ -489,7 +503,7 @@ def load_compressed(model: nn.Module, state: Dict[str, Any]) -> nn.Module:
         raise ValueError("the state dict was saved from another architecture or spec (parameter layout differs)")
     if (spec.mode != "scratch" and _digest([p for _, _, _, p in sel]) != state.get("base_sha256")):
         raise ValueError("the model's frozen base weights differ from those the state was trained on (SHA-256)")
-    n = math.ceil(sum(math.prod(s) for _, s in layout) / spec.d)
+    n = _chunks(layout, spec.d)[1]
     if tuple(state["alpha"].shape) != (n * spec.m, spec.k) or tuple(state["beta"].shape) != (n, spec.m):
         raise ValueError(f"alpha/beta shapes {tuple(state['alpha'].shape)}/{tuple(state['beta'].shape)} do not "
                          f"match the spec ({n * spec.m}, {spec.k})/({n}, {spec.m})")
@@ -596,10 +610,7 @@ def coverage(spec: MCNCSpec, samples: int = 1024, seed: int = 0) -> Dict[str, fl
         out = {"cosine_mean": float(cos.mean()), "cosine_std": float(cos.std()), "uniform_std": 1 / math.sqrt(spec.d)}
         if spec.generator == "mcnc":
             a, _, *hidden = gen.weights(alpha)
-            hcur = alpha * spec.omega
-            for w, c in zip(hidden[::2], hidden[1::2]):
-                hcur = _ACTS[spec.activation][0](torch.addmm(c, hcur, w.T))
-            norms = torch.addmm(a[:, -1], hcur, a[:, :-1].T).norm(dim=1)
+            norms = torch.addmm(a[:, -1], _hidden_layers(alpha, spec, hidden), a[:, :-1].T).norm(dim=1)
             out["norm_spread"] = float(norms.std() / norms.mean())
     return out
 
