@@ -13,6 +13,7 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
+from ._checks import check_dtype, check_seed
 from ._paths import find_dataset, open_maybe_gz
 
 FILES = ("normalized_training.csv", "normalized_validation.csv", "normalized_testing.csv")
@@ -41,12 +42,42 @@ def _read(path: Any) -> Tuple[np.ndarray, np.ndarray]:
             feats = row[5:5 + N_FEATURES]
             if len(feats) != N_FEATURES:
                 raise ValueError(f"{path}: row {k + 1} has {len(row)} columns; need 5 + {N_FEATURES}")
-            rows.append([float(v) for v in feats])
-    return np.array(rows), np.array(labels, dtype=np.int64)
+            try:
+                rows.append([float(v) for v in feats])
+            except ValueError as err:
+                raise ValueError(f"{path}: row {k + 1}: {err}") from None
+    return np.array(rows, dtype=np.float64).reshape(len(rows), N_FEATURES), np.array(labels, dtype=np.int64)
 
 
 def load_flare(path: Optional[str] = None, dtype: Any = "float64", seed: int = 0) -> Tuple[np.ndarray, ...]:
-    """``(X_train, y_train, X_test, y_test)`` with balanced training data (negatives undersampled)."""
+    """Solar-flare data as ``(X_train, y_train, X_test, y_test)``, training data balanced.
+
+    Parameters
+    ----------
+    path : str, optional
+        Directory holding ``flare/`` (or the three CSVs); default ``$NNBCD_DATA``, then the cache directory.
+    dtype : real floating dtype
+        Dtype of the features.
+    seed : int ≥ 0
+        Seed of ``numpy.random.default_rng`` choosing the negatives kept.
+
+    Returns
+    -------
+    X_train, y_train, X_test, y_test : ndarray
+        Features ``(n, 40)``; labels ``(n,)`` int64, 1 for M/X flares. Training: every positive row of the
+        training and validation files and as many negatives drawn without replacement (original order);
+        test: the testing file as it is.
+
+    Raises
+    ------
+    FileNotFoundError
+        No copy found (the message lists the paths searched and the layout).
+    ValueError
+        An unknown label, a short row, a non-numeric feature, no positive training row, or a bad ``seed``.
+    TypeError
+        A non-floating ``dtype``.
+    """
+    dt, rng_seed = check_dtype(dtype), check_seed(seed)
     root = find_dataset("solar flare", ["flare"], FILES, path, LAYOUT)
     parts = [_read(root / f) for f in FILES]
     x = np.concatenate([parts[0][0], parts[1][0]])
@@ -54,6 +85,6 @@ def load_flare(path: Optional[str] = None, dtype: Any = "float64", seed: int = 0
     pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
     if len(pos) == 0:
         raise ValueError(f"{root}: the training files hold no positive (M/X) rows")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(rng_seed)
     keep = np.sort(np.concatenate([pos, rng.choice(neg, size=min(len(pos), len(neg)), replace=False)]))
-    return x[keep].astype(dtype), y[keep], parts[2][0].astype(dtype), parts[2][1]
+    return x[keep].astype(dt), y[keep], parts[2][0].astype(dt), parts[2][1]
