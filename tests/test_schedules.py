@@ -1,0 +1,171 @@
+"""Hyperparameter schedules: hand values, brute-force ``constant_from``, parsing and errors."""
+from __future__ import annotations
+
+import math
+import tomllib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nnbcd.schedules import Constant, Geometric, Piecewise, Schedule, as_schedule
+
+HORIZON = 1000
+
+
+def first_constant_sweep(s: Schedule, horizon: int = HORIZON):
+    """Brute force: the first sweep k after which the values up to the horizon no longer change."""
+    values = [s.value(k) for k in range(1, horizon + 1)]
+    k = len(values)
+    while k > 1 and values[k - 2] == values[-1]:
+        k -= 1
+    return k
+
+
+def test_constant():
+    s = Constant(0.5)
+    assert [s.value(k) for k in (1, 2, 1000)] == [0.5] * 3
+    assert s.constant_from == 1 and s.is_constant_from(1)
+    assert s.bounds() == (0.5, 0.5)
+
+
+def test_geometric_hand_values():
+    s = Geometric(1.0, 2.0, ceiling=10.0)
+    assert [s.value(k) for k in range(1, 8)] == [1, 2, 4, 8, 10, 10, 10]
+    assert s.constant_from == 5 and not s.is_constant_from(4) and s.is_constant_from(5)
+    s = Geometric(1.0, 2.0, ceiling=10.0, every=2)
+    assert [s.value(k) for k in range(1, 11)] == [1, 1, 2, 2, 4, 4, 8, 8, 10, 10]
+    assert s.constant_from == 9
+    assert Geometric(3.0, 1.0).constant_from == 1
+    assert Geometric(1.0, 1.1).constant_from is None  # grows for ever
+    assert Geometric(1.0, 2.0, ceiling=10.0).bounds() == (1.0, 10.0)
+    assert Geometric(1.0, 2.0).bounds() == (1.0, math.inf)
+
+
+def test_geometric_reaches_the_ceiling_exactly():
+    # the LC toolkit's mu_k = mu_0 a^k with a ceiling hit exactly at a power: no rounding surprise
+    s = Geometric(1e-3, 10.0, ceiling=1.0)
+    assert s.value(4) == 1.0 and s.constant_from == 4
+
+
+def test_integer_rounds_half_up_and_settles_early():
+    s = Geometric(5, 0.5, floor=1, integer=True)
+    assert [s.value(k) for k in range(1, 5)] == [5, 3, 1, 1]  # 2.5 -> 3, 1.25 -> 1
+    assert all(isinstance(s.value(k), int) for k in range(1, 5))
+    assert s.constant_from == 3
+    s = Geometric(256, 0.8, floor=21, integer=True)
+    assert s.value(1) == 256 and s.value(2) == 205 and s.constant_from == first_constant_sweep(s)
+    # rounding settles before the unrounded value reaches the floor: 100·0.95^30 = 21.46 -> 21 already
+    s = Geometric(100, 0.95, floor=21, integer=True)
+    assert s.constant_from == first_constant_sweep(s) == 31
+    assert Geometric(100.0, 0.95, floor=21.0).constant_from == 32
+
+
+@given(start=st.floats(1e-3, 1e3), factor=st.floats(1.05, 5.0), span=st.floats(1.0, 1e4),
+       every=st.integers(1, 4))
+def test_geometric_constant_from_matches_brute_force(start, factor, span, every):
+    s = Geometric(start, factor, ceiling=start * span, every=every)
+    assert s.constant_from == first_constant_sweep(s)
+    values = [s.value(k) for k in range(1, HORIZON)]
+    assert all(a <= b for a, b in zip(values, values[1:])) and max(values) == start * span
+
+
+@given(start=st.integers(2, 2000), factor=st.floats(0.3, 0.99), floor=st.integers(1, 50),
+       every=st.integers(1, 3))
+def test_integer_decay_constant_from_matches_brute_force(start, factor, floor, every):
+    floor = min(floor, start)
+    s = Geometric(start, factor, floor=floor, every=every, integer=True)
+    assert s.constant_from == first_constant_sweep(s, horizon=2000)
+    assert s.value(2000) == floor
+
+
+def test_piecewise():
+    s = Piecewise([(1, 5.0), (10, 20.0), (30, 20.0)])
+    assert [s.value(k) for k in (1, 9, 10, 29, 30, 500)] == [5, 5, 20, 20, 20, 20]
+    assert s.constant_from == 10 == first_constant_sweep(s)
+    assert s.bounds() == (5.0, 20.0)
+    assert Piecewise([(1, 3)], integer=True).value(7) == 3
+
+
+@pytest.mark.parametrize("pieces, match", [
+    ([], "non-empty"),
+    ([(2, 1.0)], "sweep 1"),
+    ([(1, 1.0), (5, 2.0), (5, 3.0)], "strictly increasing"),
+    ([(1, 1.0), (5, 2.0), (3, 3.0)], "strictly increasing"),
+    ([(1, 1.0, 2.0)], "pair"),
+    ([(1, -1.0)], "> 0"),
+    ([(0, 1.0)], "≥ 1"),
+])
+def test_piecewise_errors(pieces, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        as_schedule({"type": "piecewise", "pieces": pieces}, "tau[0]")
+
+
+@pytest.mark.parametrize("value", [
+    1.5,
+    Geometric(0.1, 1.5, ceiling=100.0, every=3),
+    Geometric(64, 0.8, floor=10),
+    Piecewise([(1, 1.0), (50, 10.0)]),
+    {"type": "geometric", "start": 1.0, "factor": 1.2, "ceiling": 50.0},
+])
+def test_to_dict_round_trip(value):
+    s = as_schedule(value, "tau")
+    assert as_schedule(s.to_dict(), "tau") == s
+    assert repr(s).startswith(type(s).__name__)
+
+
+def test_toml_tables():
+    doc = tomllib.loads("""
+        tau = {type = "geometric", start = 1.0, factor = 1.1, ceiling = 1000.0}
+        rank = {type = "piecewise", pieces = [[1, 64], [20, 32], [40, 21]]}
+        gamma = 0.5
+    """)
+    assert as_schedule(doc["tau"], "tau").constant_from == Geometric(1.0, 1.1, 1000.0).constant_from
+    rank = as_schedule(doc["rank"], "rank", integer=True)
+    assert [rank.value(k) for k in (1, 20, 45)] == [64, 32, 21] and rank.constant_from == 40
+    assert as_schedule(doc["gamma"], "gamma") == Constant(0.5)
+
+
+def test_integer_conversion():
+    s = as_schedule(Geometric(64.0, 0.5, floor=8.0), "rank", integer=True)
+    assert s.integer and s.value(2) == 32 and isinstance(s.value(2), int)
+    with pytest.raises(ValueError, match="rank: start must be an integer"):
+        as_schedule(Geometric(64.5, 0.5, floor=8.0), "rank", integer=True)
+    with pytest.raises(ValueError, match="rank: value must be an integer"):
+        as_schedule(20.5, "rank", integer=True)
+    with pytest.raises(ValueError, match="needs a floor"):
+        Geometric(64, 0.5, integer=True, name="rank")
+
+
+@pytest.mark.parametrize("value, exc, match", [
+    (float("nan"), ValueError, "tau: value must be finite and > 0"),
+    (float("inf"), ValueError, "tau: value must be finite"),
+    (0.0, ValueError, "tau: value must be finite and > 0"),
+    (-1, ValueError, "tau: value"),
+    (True, TypeError, "tau must be a number"),
+    ("1.0", TypeError, "tau must be a number"),
+    ([1.0], TypeError, "tau must be a number"),
+    ({"type": "cosine", "start": 1.0}, ValueError, "tau: schedule type 'cosine' is not one of"),
+    ({"start": 1.0}, ValueError, "tau: schedule type None"),
+    ({"type": "geometric", "start": 1.0}, ValueError, r"tau: a geometric schedule needs \['factor'\]"),
+    ({"type": "geometric", "start": 1.0, "factor": 2.0, "cap": 3.0}, ValueError,
+     r"tau: unknown key\(s\) \['cap'\]"),
+    ({"type": "geometric", "start": 1.0, "factor": float("nan")}, ValueError, "tau: factor must be finite"),
+    ({"type": "geometric", "start": 1.0, "factor": 0.0}, ValueError, "tau: factor must be finite and > 0"),
+    ({"type": "geometric", "start": 1.0, "factor": 2.0, "ceiling": 0.5}, ValueError, "tau: a ceiling needs"),
+    ({"type": "geometric", "start": 1.0, "factor": 0.5, "ceiling": 5.0}, ValueError, "tau: a ceiling needs"),
+    ({"type": "geometric", "start": 1.0, "factor": 2.0, "floor": 0.5}, ValueError, "tau: a floor needs"),
+    ({"type": "geometric", "start": 1.0, "factor": 2.0, "every": 0}, ValueError, "tau: every must be"),
+    ({"type": "geometric", "start": -1.0, "factor": 2.0}, ValueError, "tau: start must be finite and > 0"),
+    ({"type": "constant", "value": float("inf")}, ValueError, "tau: value must be finite"),
+])
+def test_errors_name_the_argument(value, exc, match):
+    with pytest.raises(exc, match=match):
+        as_schedule(value, "tau")
+
+
+def test_sweeps_start_at_one():
+    with pytest.raises(ValueError, match="start at 1"):
+        Constant(1.0).value(0)
+    with pytest.raises(ValueError, match="start at 1"):
+        Geometric(1.0, 2.0).is_constant_from(0)
