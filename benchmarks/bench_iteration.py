@@ -28,7 +28,7 @@ from nnbcd import NNBCD, get_backend
 from nnbcd.bcd.blocks import Workspace
 from nnbcd.bcd.state import Hyper
 from nnbcd.bcd.sweep import sweep
-from nnbcd.ops.relu_prox import relu_prox_array
+from nnbcd.ops import relu_prox
 
 WIDTHS = (561, 1024, 1024, 1024, 512, 6)
 
@@ -86,7 +86,7 @@ def naive_sweep(st, hp):
             hp.rho * w.T @ st.U[i + 1] + hp.gamma * np.maximum(st.U[i], 0))
         vin = st.v_in(i)
         a = (hp.rho * (st.W[i] @ vin) + hp.alpha * st.U[i]) / (hp.rho + hp.alpha)
-        st.U[i] = relu_prox_array(st.V[i], a, (hp.rho + hp.alpha) / hp.gamma)
+        st.U[i] = relu_prox(st.V[i], a, (hp.rho + hp.alpha) / hp.gamma)
         st.W[i] = (hp.alpha * st.W[i] + hp.rho * st.U[i] @ vin.T) @ inv(
             hp.alpha * np.eye(vin.shape[0], dtype=vin.dtype) + hp.rho * vin @ vin.T)
 
@@ -98,16 +98,16 @@ def har_tt():
     w1 = TT(rank=80, shape=(6, 22, 34, 2, 2, 2, 2, 2, 2, 2), rank_initial=400)
     w23 = TT(rank=80, shape=(4,) * 10, rank_initial=400)
     w4 = TT(rank=80, shape=(4,) * 9 + (2,), rank_initial=400)
-    return {1: w1, 2: w23, 3: w23, 4: w4}
+    return {0: w1, 1: w23, 2: w23, 3: w4}
 
 
 def _state(backend, dtype, n, compress=None):
     rng = np.random.default_rng(0)
     X = rng.uniform(-1, 1, (n, WIDTHS[0]))
     y = rng.integers(0, WIDTHS[-1], n)
-    m = NNBCD(WIDTHS, gamma=0.5, rho=0.5, alpha=1.0, backend=backend, dtype=dtype, seed=10,
-              init_scale=0.2, compress=compress, tau=5.0 if compress else 0.0)
-    m.fit(X, y, max_iter=0)
+    m = NNBCD(WIDTHS[1:-1], gamma=0.5, rho=0.5, alpha=1.0, backend=backend, dtype=dtype, random_state=10,
+              init_scale=0.2, compress=compress, tau=5.0 if compress else 0.0, max_iter=0)
+    m.fit(X, y)
     return m.state_
 
 

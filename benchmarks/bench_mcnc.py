@@ -24,8 +24,9 @@ import torch
 from _timing import write_result  # benchmarks/ is on sys.path when this script runs
 from torch import nn
 
-from nnbcd.torch.mcnc import MCNCSpec, _hidden_layers, wrap
-from nnbcd.torch.mcnc_example import make_mlp
+from nnbcd.runners.mcnc import make_mlp
+from nnbcd.torch.mcnc import MCNCSpec, wrap
+from nnbcd.torch.mcnc.generator import _hidden_layers
 
 D_FEATURES, K, CHUNK = 64, 8, 1024
 

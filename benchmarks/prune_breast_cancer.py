@@ -32,8 +32,8 @@ def main():
     Xtr, ytr, Xte, yte = load_breast_cancer()
     variants = {
         "dense": dict(compress=None, tau=0.0),
-        "split 90%": dict(compress=lambda: {1: Prune(0.9), 2: Prune(0.9)}, tau=200.0),
-        "projected 90%": dict(compress=lambda: {1: Prune(0.9, mode="projected"), 2: Prune(0.9, mode="projected")},
+        "split 90%": dict(compress=lambda: {0: Prune(0.9), 1: Prune(0.9)}, tau=200.0),
+        "projected 90%": dict(compress=lambda: {0: Prune(0.9, mode="projected"), 1: Prune(0.9, mode="projected")},
                               tau=200.0),
     }
     rows = []
@@ -42,8 +42,8 @@ def main():
     for name, v in variants.items():
         for seed in (int(s) for s in args.seeds.split(",")):
             comp = v["compress"]() if v["compress"] else None
-            m = nnbcd.NNBCD((30, 300, 100, 2), gamma=1.0, rho=1.0, alpha=1.0, compress=comp, tau=v["tau"],
-                            dtype="float64", seed=seed, monitor_every=args.iters).fit(Xtr, ytr, max_iter=args.iters)
+            m = nnbcd.NNBCD((300, 100), gamma=1.0, rho=1.0, alpha=1.0, compress=comp, tau=v["tau"], dtype="float64",
+                            random_state=seed, monitor_every=args.iters, max_iter=args.iters).fit(Xtr, ytr)
             pred = m.predict(Xte)
             sp = float(m.result_.history["true_sparsity"][-1]) if comp else 0.0
             row = dict(variant=name, seed=seed, acc=float(np.mean(pred == yte)), bacc=balanced_accuracy(yte, pred),

@@ -1,77 +1,30 @@
 """Command line: ``nnbcd solve PRESET.toml``, ``nnbcd info``.
 
 A preset is a TOML file whose top-level ``method`` picks the runner (``nnbcd`` by default, ``lowrank``,
-``mcnc``); every other key belongs to that runner, and an unknown key is an error naming it.
+``mcnc``; see :mod:`nnbcd.runners`); its tables are checked before anything is trained, and an unknown
+key is an error naming it and its table.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import List, Optional
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python < 3.11
-    import tomli as tomllib  # type: ignore[no-redef]
+from .runners import run_preset
+from .runners.schema import load_preset
 
-#: method -> "module:function" with signature run(config, out_dir, verbose) -> dict
-RUNNERS = {
-    "nnbcd": "nnbcd.presets:run",
-    "lowrank": "nnbcd.torch.lowrank_example:run",
-    "mcnc": "nnbcd.torch.mcnc_example:run",
-}
-
-
-def load_preset(path: "str | Path", overrides: Optional[List[str]] = None) -> Dict[str, Any]:
-    """Read a TOML preset and apply ``section.key=value`` overrides (values parsed as TOML)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"preset file {str(path)!r} does not exist")
-    with open(path, "rb") as fh:
-        try:
-            cfg = tomllib.load(fh)
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{path}: not valid TOML ({exc})") from None
-    for item in overrides or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set {item!r}: expected section.key=value")
-        try:
-            value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw  # a bare word is a string
-        node = cfg
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"--set {item!r}: {part!r} is not a table")
-        node[parts[-1]] = value
-    return cfg
-
-
-def run_preset(cfg: Dict[str, Any], out_dir: "str | Path", verbose: bool = True) -> Dict[str, Any]:
-    """Dispatch a loaded preset to its runner; returns the runner's summary."""
-    method = cfg.get("method", "nnbcd")
-    if method not in RUNNERS:
-        raise ValueError(f"method = {method!r} is not known; choose one of {sorted(RUNNERS)}")
-    module, func = RUNNERS[method].split(":")
-    runner = getattr(importlib.import_module(module), func)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    return runner(cfg, out, verbose)
+__all__ = ["main"]
 
 
 def _cmd_solve(args: argparse.Namespace) -> int:
     cfg = load_preset(args.preset, args.set)
     out = args.out or str(Path("runs") / Path(args.preset).stem)
     t0 = time.perf_counter()
-    summary = run_preset(cfg, out, verbose=not args.quiet)
+    summary = run_preset(cfg, out, quiet=args.quiet)
     summary["wall_seconds"] = round(time.perf_counter() - t0, 3)
     print(json.dumps(summary, indent=1, default=str))
     print(f"results written to {out}/")
@@ -99,6 +52,20 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """The ``nnbcd`` command: ``solve PRESET [--out DIR] [--set KEY=VALUE ...] [--quiet]`` or ``info``.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status: 0 on success; 2 on an error of the user's input or environment (a bad preset,
+        table or key, a missing file, an unwritable ``--out``, a missing optional dependency), which is
+        printed as one ``nnbcd: error: ...`` line on stderr.
+    """
     parser = argparse.ArgumentParser(prog="nnbcd", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("solve", help="run a preset (TOML) and write results + plots")
@@ -106,7 +73,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--out", help="output directory (default runs/<preset name>)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a preset key, e.g. --set fit.max_iter=10 (repeatable)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress output (overrides [fit] verbose)")
     p.set_defaults(func=_cmd_solve)
     p = sub.add_parser("info", help="versions, backends and BLAS thread pools")
     p.set_defaults(func=_cmd_info)
@@ -114,7 +81,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
+    except (ValueError, TypeError, OSError, ImportError) as exc:  # the user's input or environment
         print(f"nnbcd: error: {exc}", file=sys.stderr)
         return 2
 

@@ -21,7 +21,20 @@ def _history(obj: Any) -> Mapping[str, np.ndarray]:
 
 @dataclass
 class DecreaseCheck:
-    """Result of :func:`sufficient_decrease`: ``ok`` and the per-step margins (≥ 0 when satisfied)."""
+    """Result of :func:`sufficient_decrease`.
+
+    Attributes
+    ----------
+    ok : bool
+        Every checked pair satisfies the inequality.
+    margins : ndarray, shape (n_iter - 1,)
+        :math:`\\Phi^k - \\Phi^{k+1} - \\frac\\alpha2\\|\\Delta_{prox}^{k+1}\\|^2 + rtol|\\Phi^{k+1}|` (≥ 0 when
+        satisfied; NaN for pairs not both monitored).
+    worst_iteration : int
+        1-based iteration of the smallest margin (-1 when nothing was checked).
+    n_checked : int
+        Pairs checked.
+    """
 
     ok: bool
     margins: np.ndarray
@@ -31,12 +44,26 @@ class DecreaseCheck:
 
 def sufficient_decrease(history: Any, alpha: float, rtol: float = 1e-9) -> DecreaseCheck:
     r"""Check :math:`\Phi^k - \Phi^{k+1} \ge \frac\alpha2 \|\Delta_{\text{prox}}^{k+1}\|^2` on consecutive
-    monitored iterations (``monitor_every=1`` checks every step), up to ``rtol``·|Φ|.
+    monitored iterations, up to ``rtol``·|Φ|.
 
-    Holds for exact block minimisation (no compression, m = 2 TT, split pruning, κ = 1, α_W = α).
+    Holds for exact block minimisation (no compression, m = 2 TT, split pruning, κ = 1, α_W = α); spec
+    §11.6.
+
+    Parameters
+    ----------
+    history : History, mapping or SolveResult
+        With the columns ``objective`` and ``prox_step_sq`` (``monitor_every=1`` checks every step).
+    alpha : float
+        The prox weight α of the run.
+    rtol : float
+        Relative slack for rounding.
+
+    Returns
+    -------
+    DecreaseCheck
     """
     h = _history(history)
-    phi, step = np.asarray(h["phi"]), np.asarray(h["prox_step_sq"])
+    phi, step = np.asarray(h["objective"]), np.asarray(h["prox_step_sq"])
     ok_pairs = ~np.isnan(phi[:-1]) & ~np.isnan(phi[1:]) & ~np.isnan(step[1:])
     margins = np.full(len(phi) - 1, np.nan)
     margins[ok_pairs] = (phi[:-1] - phi[1:] - 0.5 * alpha * step[1:])[ok_pairs] + rtol * np.abs(phi[1:])[ok_pairs]
@@ -48,8 +75,21 @@ def sufficient_decrease(history: Any, alpha: float, rtol: float = 1e-9) -> Decre
 
 @dataclass
 class RateCheck:
-    r"""Result of :func:`rate`: running minimum :math:`m_k`, :math:`C_k = k\,m_k` and the fitted
-    log-log slope of :math:`m_k` against :math:`k` over the second half of the run (−1 is O(1/k))."""
+    r"""Result of :func:`rate`.
+
+    Attributes
+    ----------
+    k : int ndarray
+        1-based iterations with a recorded ``step_sq``.
+    min_step : ndarray
+        Running minimum :math:`m_k = \min_{j\le k}` ``step_sq``.
+    c_k : ndarray
+        :math:`C_k = k\,m_k`.
+    slope : float
+        Fitted log-log slope of :math:`m_k` against :math:`k` over the second half of the run (−1 is O(1/k)).
+    bounded : bool
+        :math:`C_k` over the second half never exceeds ``growth`` times its value at the half-way point.
+    """
 
     k: np.ndarray
     min_step: np.ndarray
@@ -59,8 +99,24 @@ class RateCheck:
 
 
 def rate(history: Any, growth: float = 10.0) -> RateCheck:
-    """Empirical rate of :math:`\\min_{j\\le k}` ``step_sq``. ``bounded``: :math:`C_k` over the second half
-    never exceeds ``growth`` times its value at the half-way point (a practical O(1/k) test)."""
+    r"""Empirical rate of :math:`\min_{j\le k}` ``step_sq`` (the O(1/k) theorem, a practical test).
+
+    Parameters
+    ----------
+    history : History, mapping or SolveResult
+        With the column ``step_sq``.
+    growth : float
+        Allowed growth of :math:`C_k` over the second half.
+
+    Returns
+    -------
+    RateCheck
+
+    Raises
+    ------
+    ValueError
+        With fewer than 4 recorded ``step_sq`` values.
+    """
     h = _history(history)
     step = np.asarray(h["step_sq"])
     k = np.flatnonzero(~np.isnan(step)) + 1
@@ -75,12 +131,27 @@ def rate(history: Any, growth: float = 10.0) -> RateCheck:
 
 
 def plot_history(result: Any, keys: Optional[Sequence[str]] = None, ax: Any = None, logy: bool = True) -> Any:
-    """Plot history columns against the iteration; returns the matplotlib Axes."""
+    """Plot history columns against the iteration.
+
+    Parameters
+    ----------
+    result : SolveResult, History or mapping
+    keys : sequence of str, optional
+        Columns to plot; default the objective and its terms (``objective``, ``data``, ``out``,
+        ``relu_i``, ``lin_i``, ``comp_i``).
+    ax : matplotlib Axes, optional
+    logy : bool
+        Logarithmic y axis.
+
+    Returns
+    -------
+    matplotlib Axes
+    """
     import matplotlib.pyplot as plt
 
     h = _history(result)
     if keys is None:
-        keys = [k for k in h if k in ("phi", "data", "out") or k.startswith(("relu_", "lin_", "comp_"))]
+        keys = [k for k in h if k in ("objective", "data", "out") or k.startswith(("relu_", "lin_", "comp_"))]
     if ax is None:
         _, ax = plt.subplots()
     for key in keys:
@@ -95,7 +166,17 @@ def plot_history(result: Any, keys: Optional[Sequence[str]] = None, ax: Any = No
 
 
 def plot_rate(result: Any, ax: Any = None) -> Any:
-    r"""Plot :math:`\min_{j\le k}` ``step_sq`` with the reference line :math:`C/k`."""
+    r"""Plot :math:`\min_{j\le k}` ``step_sq`` with the reference line :math:`C/k`.
+
+    Parameters
+    ----------
+    result : SolveResult, History or mapping
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib Axes
+    """
     import matplotlib.pyplot as plt
 
     r = rate(result)
@@ -110,7 +191,18 @@ def plot_rate(result: Any, ax: Any = None) -> Any:
 
 
 def plot_convergence(result: Any, path: Optional[str] = None) -> Any:
-    """Three panels: objective terms, train/val accuracy, step rate. Saved to ``path`` if given."""
+    """Three panels: objective terms, train/val accuracy, step rate.
+
+    Parameters
+    ----------
+    result : SolveResult, History or mapping
+    path : str, optional
+        Save the figure there (and close it).
+
+    Returns
+    -------
+    matplotlib Figure
+    """
     import matplotlib.pyplot as plt
 
     h = _history(result)

@@ -1,28 +1,75 @@
-"""Result objects in the style of ``scipy.optimize.OptimizeResult``."""
+"""Result objects in the style of ``scipy.optimize.OptimizeResult``, and the one table of status codes."""
 from __future__ import annotations
 
 import json
 import math
 from collections.abc import Mapping
+from enum import IntEnum
 from typing import Any, Dict, Iterator, List
 
 import numpy as np
 
 
+class Status(IntEnum):
+    """Why a run stopped: the one table of status codes and messages (scipy.optimize's meanings).
+
+    A run succeeded when its status is :attr:`CONVERGED` (``status == 0``).
+
+    ====  =========================  ==========================================================================
+    code  member                     message
+    ====  =========================  ==========================================================================
+    0     ``CONVERGED``              Converged: relative objective change below tol.
+    1     ``MAX_ITER``               Maximum number of iterations reached.
+    2     ``NON_FINITE``             The iterate became non-finite; the last finite iterate is returned.
+    3     ``NOT_POSITIVE_DEFINITE``  A linear system lost positive definiteness; the last finite iterate is
+                                     returned.
+    99    ``CALLBACK``               Stopped by the callback (StopIteration).
+    ====  =========================  ==========================================================================
+    """
+
+    message: str
+
+    def __new__(cls, code: int, message: str) -> "Status":
+        member = int.__new__(cls, code)
+        member._value_ = code
+        member.message = message
+        return member
+
+    CONVERGED = 0, "Converged: relative objective change below tol."
+    MAX_ITER = 1, "Maximum number of iterations reached."
+    NON_FINITE = 2, "The iterate became non-finite; the last finite iterate is returned."
+    NOT_POSITIVE_DEFINITE = 3, "A linear system lost positive definiteness; the last finite iterate is returned."
+    CALLBACK = 99, "Stopped by the callback (StopIteration)."
+
+
 class History(Mapping):
     """Per-iteration records: a mapping of name -> equal-length float arrays (NaN where not recorded).
 
-    Keys include ``objective`` (= ``phi``), each objective term, ``step_sq``, ``prox_step_sq``,
-    ``loss``/``acc``/``bacc`` (deployed network on train), ``val_*`` when validation data is given,
-    ``time`` (wall seconds of the sweep) and ``time_<block kind>``.
+    Keys written by :class:`nnbcd.NNBCD` (layers numbered ``0..L-1``; layer ``i`` is the paper's
+    :math:`W_{i+1}`):
+
+    * ``objective`` (Φ), its terms ``data``, ``out``, ``relu_i``, ``lin_i``, ``comp_i``, and
+      ``objective_ref`` (Φ with the data term weighted γ/2, as the reference prints it);
+    * ``step_sq`` (squared change of every block in the sweep), ``step_<kind>`` per block kind,
+      ``prox_step_sq`` (the blocks that carry the α-prox term);
+    * ``loss``, ``acc``, ``bacc`` of the deployed network on the training data, ``val_*`` on validation
+      data when given; ``n_params_i``, ``cr_1``, ``cr_2``, ``cr_honest`` and sparsities with compression;
+    * ``time`` (wall seconds of the sweep), ``time_<kind>`` and ``time_monitor``.
     """
 
     def __init__(self) -> None:
         self._cols: Dict[str, List[float]] = {}
         self._n = 0
 
-    def append(self, record: Dict[str, float]) -> None:
-        """Add one iteration; keys never seen before are back-filled with NaN."""
+    def append(self, record: Mapping[str, float]) -> None:
+        """Add one iteration.
+
+        Parameters
+        ----------
+        record : mapping of str to float
+            The iteration's values; keys never seen before are back-filled with NaN, keys missing from
+            ``record`` get NaN.
+        """
         for key in record:
             if key not in self._cols:
                 self._cols[key] = [math.nan] * self._n
@@ -41,10 +88,17 @@ class History(Mapping):
 
     @property
     def n_iter(self) -> int:
+        """Number of iterations recorded."""
         return self._n
 
     def to_dict(self) -> Dict[str, List[float | None]]:
-        """JSON-ready dict (NaN written as ``null``)."""
+        """JSON-ready copy.
+
+        Returns
+        -------
+        dict of str to list
+            One list per key, NaN written as ``None`` (JSON ``null``).
+        """
         return {k: [None if math.isnan(v) else v for v in col] for k, col in self._cols.items()}
 
     def __repr__(self) -> str:
@@ -54,23 +108,30 @@ class History(Mapping):
 class SolveResult(dict):
     """Solver result: a dict with attribute access (as ``scipy.optimize.OptimizeResult``).
 
+    The result a callback receives after each iteration (scipy's ``intermediate_result``) has every
+    key but ``status``, ``success`` and ``message``; :meth:`finished` adds them from :class:`Status`.
+
     Attributes
     ----------
     x : dict
-        Final weights ``W`` (list, paper's W_1..W_L), biases ``b`` and compressed copies ``Wt``.
+        Final iterate: weights ``W`` (list indexed by layer ``0..L-1``; layer ``i`` is the paper's
+        :math:`W_{i+1}`), biases ``b`` (list, ``None`` entries without bias), compressed copies ``Wt``
+        (dict keyed by layer) and ``W_deployed`` (the weights the deployed network uses).
     success : bool
+        ``status == 0``.
     status : int
-        See :data:`STATUS_MESSAGES`.
+        A :class:`Status` code.
     message : str
+        The status's message.
     nit : int
         Number of sweeps run.
     fun : float
-        Final objective Φ (NaN if never monitored).
+        Objective Φ at the last monitored iteration (NaN if never monitored).
     history : History
     time : float
         Total wall seconds of the sweeps.
     compression : dict
-        Per compressed layer (paper numbering): realised ranks / sparsity and stored numbers.
+        Per compressed layer (keys ``0..L-1``): realised ranks / sparsity and ``n_params``.
     """
 
     def __getattr__(self, name: str) -> Any:
@@ -81,24 +142,39 @@ class SolveResult(dict):
 
     __setattr__ = dict.__setitem__  # type: ignore[assignment]
 
+    @classmethod
+    def finished(cls, status: Status, **fields: Any) -> "SolveResult":
+        """The result of a run that stopped with ``status``.
+
+        Parameters
+        ----------
+        status : Status
+        **fields
+            The other keys (``x``, ``nit``, ``fun``, ``history``, ...).
+
+        Returns
+        -------
+        SolveResult
+            ``fields`` plus ``status`` (int), ``success`` (``status == 0``) and ``message``.
+        """
+        status = Status(status)
+        return cls(fields, status=int(status), success=status == Status.CONVERGED, message=status.message)
+
     def __repr__(self) -> str:
         keys = ("success", "status", "message", "nit", "fun", "time")
         return "\n".join(f"{k:>8}: {self[k]!r}" for k in keys if k in self)
 
     def to_json(self, path: str) -> None:
-        """Write status, message, counts and the history as JSON."""
+        """Write status, message, counts, compression info and the history as JSON.
+
+        Parameters
+        ----------
+        path : str
+            File to write (overwritten).
+        """
         payload = {k: self[k] for k in ("success", "status", "message", "nit", "fun", "time") if k in self}
         payload["history"] = self["history"].to_dict()
         if self.get("compression"):
             payload["compression"] = {str(k): v for k, v in self["compression"].items()}
         with open(path, "w") as fh:
             json.dump(payload, fh, indent=1, default=float)
-
-
-#: status codes shared by all solvers
-STATUS_MESSAGES = {
-    0: "Maximum number of iterations reached.",
-    1: "Relative objective change below tol.",
-    2: "The iterate became non-finite; the last finite weights are returned.",
-    99: "Stopped by the callback (StopIteration).",
-}

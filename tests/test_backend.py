@@ -1,8 +1,13 @@
-"""Backend layer: linear algebra against numpy.linalg, dtype discipline, errors."""
+"""Backend layer: linear algebra against numpy.linalg, dtype discipline, errors; the ``backend=``
+argument of every public op (inference, keyword-only) and the public names."""
+import inspect
+
 import numpy as np
 import pytest
 
-from nnbcd.backend import get_backend
+from nnbcd import ops
+from nnbcd.backend import BackendUnavailableError, available_backends, get_backend, infer_backend
+from nnbcd.compress import TT, Prune
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -88,3 +93,121 @@ def test_numba_threaded_and_serial_kernels(rng, threshold, monkeypatch):
     np.testing.assert_array_equal(be.relu(u), np.maximum(u, 0))
     np.testing.assert_allclose(be.relu_gap_sq(v, u), ((v - np.maximum(u, 0)) ** 2).sum(), rtol=1e-12)
     np.testing.assert_allclose(be.lin_gap_sq(u, p, b), ((u - p - b[:, None]) ** 2).sum(), rtol=1e-12)
+
+
+# ---- the backend argument: inference and the keyword-only convention -------------------------------
+def test_infer_backend_from_arrays_and_names():
+    numpy_be = get_backend("numpy")
+    assert infer_backend() is numpy_be
+    assert infer_backend(np.ones(3), None, [1.0]) is numpy_be
+    assert infer_backend(np.ones(3), backend="numba") is get_backend("numba")
+    assert infer_backend(np.ones(3), backend=get_backend("numba")) is get_backend("numba")  # object unchanged
+    with pytest.raises(ValueError, match="backend='jax'"):
+        infer_backend(np.ones(3), backend="jax")
+    with pytest.raises(TypeError, match="backend must be"):
+        infer_backend(np.ones(3), backend=np)
+
+
+def test_infer_backend_recognises_cupy_arrays():
+    """Any array whose type lives in the cupy package selects the cupy backend (found by module name,
+    so inferring never imports cupy); without a GPU that is a clear BackendUnavailableError."""
+    fake = type("ndarray", (), {"__module__": "cupy._core.core"})()
+    if "cupy" in available_backends():
+        assert infer_backend(np.ones(2), fake) is get_backend("cupy")
+    else:
+        with pytest.raises(BackendUnavailableError, match="cupy"):
+            infer_backend(np.ones(2), fake)
+
+
+def _public_calls():
+    """One valid call of every public array function of nnbcd.ops / nnbcd.compress: (name, fn, args)."""
+    rng = np.random.default_rng(0)
+    t = rng.standard_normal((4, 3, 5))
+    cores = ops.tt_svd(t, 2)
+    cores4 = ops.tt_matrix_cores(ops.tt_svd(rng.standard_normal((6, 6)), 2), (2, 3), (3, 2))
+    w = rng.standard_normal((6, 8))
+    return [
+        ("tt_svd", ops.tt_svd, (t, 2)),
+        ("tt_to_tensor", ops.tt_to_tensor, (cores,)),
+        ("tt_matrix_apply", ops.tt_matrix_apply, (cores4, rng.standard_normal((6, 4)))),
+        ("tt_tensor_to_matrix", ops.tt_tensor_to_matrix, (rng.standard_normal((6, 6)), (2, 3), (3, 2))),
+        ("hard_threshold", ops.hard_threshold, ([w], 0.5)),
+        ("topk_mask", ops.topk_mask, (np.abs(w).ravel(), 5)),
+        ("evbmf", ops.evbmf, (w,)),
+        ("evbmf_batch", ops.evbmf_batch, ([w, w.T],)),
+        ("vbmf", ops.vbmf, (w, 1.0, 1.0)),
+        ("relu_prox", ops.relu_prox, (w, -w, 2.0)),
+        ("im2col", ops.im2col, (rng.standard_normal((2, 3, 5, 5)), (2, 2), 1)),
+        ("TT.project", TT(rank=2).project, (w,)),
+        ("TT.initial", TT(rank=2).initial, (w,)),
+        ("Prune.project", Prune(0.5).project, (w,)),
+        ("Prune.initial", Prune(0.5).initial, (w,)),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_public_calls())), ids=[c[0] for c in _public_calls()])
+def test_backend_is_keyword_only_everywhere(case):
+    """Default, name and object give the same result; a positional backend is a TypeError (not a
+    confusing AttributeError deep inside), and an unknown name is a ValueError naming ``backend``."""
+    name, fn, args = _public_calls()[case]
+    param = inspect.signature(fn).parameters["backend"]
+    assert param.kind is inspect.Parameter.KEYWORD_ONLY and param.default is None, name
+    base = fn(*args)
+    for backend in ("numpy", get_backend("numpy"), "numba"):
+        got = fn(*args, backend=backend)
+        assert type(got) is type(base), name
+    with pytest.raises(TypeError):
+        fn(*args, "numpy")
+    with pytest.raises(ValueError, match="backend='jax'"):
+        fn(*args, backend="jax")
+
+
+def test_no_public_op_takes_a_positional_backend():
+    """Every public callable of nnbcd.ops: a ``backend`` parameter, where there is one, is keyword-only
+    with default None, and no parameter is called ``be`` or ``xp``."""
+    for name in ops.__all__:
+        fn = getattr(ops, name)
+        if not inspect.isfunction(fn):
+            continue
+        params = inspect.signature(fn).parameters
+        assert not {"be", "xp"} & set(params), name
+        if "backend" in params:
+            assert params["backend"].kind is inspect.Parameter.KEYWORD_ONLY and params["backend"].default is None
+
+
+def test_public_names_are_importable():
+    import nnbcd
+    import nnbcd.compress
+
+    for name in ("NNBCD", "solve", "SolveResult", "History", "TT", "Prune", "tt_svd", "tt_to_tensor", "evbmf",
+                 "vbmf", "get_backend", "available_backends", "infer_backend"):
+        assert name in nnbcd.__all__ and hasattr(nnbcd, name), name
+    assert nnbcd.tt_svd is ops.tt_svd and nnbcd.TT is nnbcd.compress.TT and nnbcd.evbmf is ops.evbmf
+    for name in ("tt_svd", "tt_to_tensor", "tt_ranks", "tt_n_params", "tt_matrix_apply", "tt_matrix_cores",
+                 "matrix_to_tt_tensor", "tt_tensor_to_matrix", "factor_shape", "hard_threshold", "topk_mask",
+                 "n_keep", "true_sparsity", "effective_sparsity", "evbmf", "evbmf_batch", "vbmf", "relu_prox",
+                 "im2col", "conv_output_shape"):
+        assert name in ops.__all__ and callable(getattr(ops, name)), name
+    assert set(nnbcd.compress.__all__) == {"TT", "Prune", "Compression", "Compressed", "compression_ratios"}
+
+
+@pytest.mark.parametrize("call,exc,match", [
+    (lambda: ops.tt_svd(np.ones((3, 4), dtype=int), 2), TypeError, "tensor has dtype"),
+    (lambda: ops.tt_svd(np.ones((3, 4)), 2, svd="lanczos"), ValueError, "svd='lanczos'"),
+    (lambda: ops.tt_to_tensor([np.ones((2, 2))]), ValueError, r"cores\[0\]"),
+    (lambda: ops.tt_to_tensor([np.ones((1, 2, 3)), np.ones((2, 2, 1))]), ValueError, r"cores\[1\]"),
+    (lambda: ops.tt_matrix_apply([np.ones((1, 2, 3, 1))], np.ones((2, 5))), ValueError, "x must have shape"),
+    (lambda: ops.matrix_to_tt_tensor(np.ones((6, 4)), (2, 3), (2, 3)), ValueError, "w has shape"),
+    (lambda: ops.hard_threshold([], 0.5), ValueError, "weights"),
+    (lambda: ops.hard_threshold([np.ones(4)], 1.0), ValueError, "sparsity"),
+    (lambda: ops.topk_mask(np.ones((2, 2)), 1), ValueError, "absval"),
+    (lambda: ops.relu_prox(np.ones(3), np.ones(3), -1.0), ValueError, "beta"),
+    (lambda: ops.relu_prox(np.ones(3), np.ones(3, dtype=int), 1.0), TypeError, "a must be"),
+    (lambda: ops.im2col(np.ones((2, 3, 4)), (2, 2), 1), ValueError, "x must be a 4-D"),
+    (lambda: ops.im2col(np.ones((1, 1, 4, 4)), (5, 2), 1), ValueError, "kernel"),
+    (lambda: Prune(0.5, scope="global").project(np.ones((2, 2)), weights=[np.ones((2, 2))]), ValueError,
+     "weights must contain W"),
+])
+def test_errors_name_the_argument(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()

@@ -16,7 +16,7 @@ class _Fixed(Compression):
     def __init__(self, wt):
         self.wt = wt
 
-    def project(self, W, backend, weights=None):
+    def project(self, W, *, backend=None, weights=None):
         return Compressed(dense=self.wt, n_params=self.wt.size)
 
 
@@ -35,7 +35,7 @@ def _state(rng, widths=(5, 7, 4, 3), n=9, bias=False, tau=None):
         for i, t in tau.items():
             st.compress[i] = _Fixed(rng.standard_normal(W[i].shape))
             st.tau[i] = t
-            st.Wt[i] = st.compress[i].project(W[i], None)
+            st.Wt[i] = st.compress[i].project(W[i])
     return st
 
 
@@ -136,3 +136,37 @@ def test_hidden_u_is_elementwise_minimum(rng):
     grid = np.linspace(-8, 8, 16001)[:, None, None]
     fgrid = f(grid).min(axis=0)
     assert np.all(f(st.U[i]) <= fgrid + 1e-12)
+
+
+class _Recording(Compression):
+    """Records what each projection sees; its copy is a scaled W (a stand-in with a known answer)."""
+
+    def __init__(self):
+        self.seen = []
+
+    def project(self, W, *, backend=None, weights=None):
+        self.seen.append(None if weights is None else [w.copy() for w in weights])
+        return Compressed(dense=0.5 * W, n_params=W.size)
+
+
+@pytest.mark.parametrize("replaces", [False, True])
+def test_compression_block_projects_the_group(rng, replaces):
+    st = _state(rng, widths=(5, 7, 4, 3))
+    shared, alone = _Recording(), _Recording()
+    shared.replaces_weight = replaces
+    st.compress = {0: shared, 1: alone, 2: shared}  # one spec object on layers 0 and 2: one group
+    st.tau = {0: 1.0, 1: 1.0, 2: 1.0}
+    st.Wt = {i: Compressed(dense=np.zeros_like(st.W[i]), n_params=0) for i in st.compress}
+    assert [w is v for w, v in zip(st.group(0), [st.W[0], st.W[2]])] == [True, True]
+    assert st.group(1) is None
+    w0 = st.W[0].copy()
+    step = blocks.update_compression(st, 0, HP, get_backend("numpy"), None, True)
+    assert len(shared.seen[0]) == 2
+    np.testing.assert_array_equal(shared.seen[0][0], w0)
+    np.testing.assert_array_equal(shared.seen[0][1], st.W[2])
+    np.testing.assert_array_equal(st.Wt[0].dense, 0.5 * w0)
+    assert step == pytest.approx(np.sum((0.5 * w0) ** 2), rel=1e-12)
+    # projected pruning overwrites W by its copy; the split form leaves W alone
+    np.testing.assert_array_equal(st.W[0], 0.5 * w0 if replaces else w0)
+    blocks.update_compression(st, 1, HP, get_backend("numpy"), None, False)
+    assert alone.seen == [None]

@@ -1,4 +1,4 @@
-"""The command line and the NN-BCD preset runner."""
+"""The command line, the preset schema and the NN-BCD runner."""
 import json
 import subprocess
 import sys
@@ -6,30 +6,109 @@ from pathlib import Path
 
 import pytest
 
-from nnbcd.cli import load_preset, main
+from nnbcd.cli import main
+from nnbcd.runners import METHODS, get_runner
+from nnbcd.runners.schema import load_preset
 
 ROOT = Path(__file__).resolve().parents[1]
+PRESETS = sorted(p.name for p in (ROOT / "solvers").glob("*.toml"))
+
+
+def _solve(preset, out, *overrides):
+    args = ["solve", str(ROOT / "solvers" / preset), "--out", str(out), "--quiet"]
+    for item in overrides:
+        args += ["--set", item]
+    return main(args)
 
 
 def test_solve_default_preset_writes_results(tmp_path, capsys):
-    rc = main(["solve", str(ROOT / "solvers" / "digits.toml"), "--out", str(tmp_path), "--quiet",
-               "--set", "fit.max_iter=4"])
-    assert rc == 0
+    assert _solve("digits.toml", tmp_path, "fit.max_iter=2") == 0
     res = json.loads((tmp_path / "result.json").read_text())
-    assert res["nit"] == 4 and len(res["history"]["phi"]) == 4
+    assert res["nit"] == 2 and len(res["history"]["objective"]) == 2
     assert (tmp_path / "convergence.png").stat().st_size > 1000
     summary = json.loads(capsys.readouterr().out.split("results written")[0])
-    assert summary["nit"] == 4 and 0 <= summary["test_acc"] <= 1
+    assert summary["preset"] == "digits" and summary["nit"] == 2 and 0 <= summary["test_acc"] <= 1
 
 
 @pytest.mark.parametrize("override,match", [
-    ("model.gama=1", "gama"), ("fit.maxiter=3", "maxiter"), ("data.name='cifar'", "cifar"),
-    ("method='sgd'", "sgd"), ("extra=1", "extra"),
+    ("model.gama=1", "'gama'] in [model]"), ("fit.maxiter=3", "'maxiter'] in [fit]"),
+    ("data.nme='digits'", "'nme'] in [data]"), ("data.name='cifar'", "cifar"), ("method='sgd'", "sgd"),
+    ("extra=1", "'extra'] in [top level]"),
+    # the training parameters live in [fit], the model's in [model]
+    ("model.max_iter=3", "'max_iter'] in [model]"), ("fit.gamma=1.0", "'gamma'] in [fit]"),
 ])
-def test_unknown_keys_are_named(tmp_path, capsys, override, match):
-    rc = main(["solve", str(ROOT / "solvers" / "digits.toml"), "--out", str(tmp_path), "--quiet",
-               "--set", override])
-    assert rc == 2 and match in capsys.readouterr().err
+def test_unknown_keys_are_named_with_their_table(tmp_path, capsys, override, match):
+    assert _solve("digits.toml", tmp_path / "out", override) == 2
+    assert match in capsys.readouterr().err
+
+
+TORCH_PRESETS = {"digits_lowrank.toml", "digits_mcnc.toml", "digits_mcnc_full.toml"}
+
+
+@pytest.mark.parametrize("preset,override,match", [
+    ("digits.toml", "fit=3", "fit must be a table"),
+    ("digits.toml", "compress=5", "compress must be an array of tables"),
+    ("digits.toml", 'data="digits"', "data must be a table"),
+    ("digits.toml", "fit.verbose=3", "[fit] verbose must be true or false"),
+    ("digits.toml", "name=3", "name must be a string"),
+    ("digits_tt.toml", "compress=[{type='tt', rank=3}]", "[compress #1] needs layers"),
+    ("digits_tt.toml", "compress=[{type='svd', layers=[0]}]", "[compress #1] type = 'svd'"),
+    ("digits_tt.toml", "compress=[{type='tt', layers=[0], rnak=3}]", "'rnak'] in [compress #1]"),
+    ("digits_tt.toml", "compress=[{type='prune', layers=[0, 0]}]", "layer 0 is compressed twice"),
+    ("digits_tt.toml", "model.tau={a=1.0}", "[model] tau"),
+    ("mnist_cnn.toml", "model.conv=3", "[model] conv must be a table"),
+    ("mnist_cnn.toml", "model.conv.filter=3", "'filter'] in [model.conv]"),
+    ("digits_mcnc.toml", "fit.epochs=0", "[fit] epochs must be a positive integer, got 0"),
+    ("digits_mcnc.toml", "fit.seeds=[]", "[fit] seeds must be a non-empty list"),
+    ("digits_mcnc.toml", "fit.seeds=[0, -1]", "[fit] seeds[1]"),
+    ("digits_mcnc.toml", "fit.lr_mcnc=-1", "[fit] lr_mcnc must be a finite positive number"),
+    ("digits_mcnc.toml", "model.k=4096", "[model] k must be smaller"),
+    ("digits_mcnc.toml", "model.generator='pranc'", "'generator'] in [model]"),
+    ("digits_mcnc.toml", "compress=[]", "'compress'] in [top level]"),
+    ("digits_lowrank.toml", "fit.epochs=0", "[fit] epochs must be a positive integer"),
+    ("digits_lowrank.toml", "fit.penalty='l2'", "[fit] penalty = 'l2' is not one of"),
+    ("digits_lowrank.toml", "model.channels=2.5", "[model] channels must be a positive integer"),
+    ("digits_lowrank.toml", "fit=[1]", "fit must be a table"),
+])
+def test_bad_tables_are_named_before_anything_runs(tmp_path, capsys, preset, override, match):
+    if preset in TORCH_PRESETS:
+        pytest.importorskip("torch")
+    assert _solve(preset, tmp_path / "out", override) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nnbcd: error:") and match in err
+    assert not (tmp_path / "out").exists()  # checked before the output directory, the data or training
+
+
+def test_fit_verbose_is_accepted_and_quiet_forces_it_off(tmp_path):
+    from nnbcd.runners import nnbcd as runner
+
+    cfg = load_preset(ROOT / "solvers" / "digits.toml", ["fit.verbose=true", "fit.max_iter=2"])
+    preset = runner.check(cfg)
+    assert preset.fit["verbose"] is True
+    assert runner.make_estimator(preset).verbose is True
+    assert runner.make_estimator(preset, quiet=True).verbose is False
+    assert _solve("digits.toml", tmp_path, "fit.verbose=false", "fit.max_iter=2") == 0
+
+
+def test_torch_runner_prints_unless_quiet(tmp_path, capsys):
+    pytest.importorskip("torch")
+    from nnbcd.runners import mcnc
+
+    cfg = load_preset(ROOT / "solvers" / "digits_mcnc.toml",
+                      ["fit.seeds=[0]", "fit.epochs=1", "model.hidden=8", "model.d=64", "model.width=8"])
+    mcnc.run(cfg, tmp_path, quiet=True)
+    assert capsys.readouterr().out == ""
+    mcnc.run(cfg, tmp_path)  # [fit] verbose defaults to true
+    assert "test accuracy" in capsys.readouterr().out
+
+
+def test_unwritable_out_is_a_clear_error(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert _solve("digits.toml", blocker / "out", "fit.max_iter=2") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nnbcd: error: cannot write results to") and str(blocker / "out") in err
+    assert "Traceback" not in err
 
 
 def test_missing_preset_file(tmp_path, capsys):
@@ -39,10 +118,27 @@ def test_missing_preset_file(tmp_path, capsys):
 
 def test_override_parsing(tmp_path):
     p = tmp_path / "p.toml"
-    p.write_text("[model]\nlayers = [4, 2]\n")
-    cfg = load_preset(p, ["model.gamma=0.25", "model.backend=numba", "fit.max_iter=7"])
-    assert cfg["model"] == {"layers": [4, 2], "gamma": 0.25, "backend": "numba"}
-    assert cfg["fit"]["max_iter"] == 7
+    p.write_text("[model]\nhidden_layer_sizes = [4, 2]\n")
+    cfg = load_preset(p, ["model.gamma=0.25", "model.backend=numba", "fit.max_iter=7", "model.conv.filters=3"])
+    assert cfg["model"] == {"hidden_layer_sizes": [4, 2], "gamma": 0.25, "backend": "numba", "conv": {"filters": 3}}
+    assert cfg["fit"] == {"max_iter": 7}
+    with pytest.raises(ValueError, match="'max_iter' is not a table"):
+        load_preset(p, ["fit.max_iter=7", "fit.max_iter.x=1"])
+    with pytest.raises(ValueError, match="expected table.key=value"):
+        load_preset(p, ["fit.max_iter"])
+
+
+def test_unknown_method_and_missing_torch_message(monkeypatch):
+    with pytest.raises(ValueError, match="method = 'sgd' is not known"):
+        get_runner("sgd")
+    assert set(METHODS) == {"nnbcd", "lowrank", "mcnc"}
+    # as if torch were not installed: `import torch` raises ModuleNotFoundError
+    monkeypatch.setitem(sys.modules, "torch", None)
+    for method in ("lowrank", "mcnc"):
+        monkeypatch.delitem(sys.modules, f"nnbcd.runners.{method}", raising=False)
+        with pytest.raises(ImportError, match=f"method = '{method}' needs PyTorch"):
+            get_runner(method)
+    assert get_runner("nnbcd").__name__ == "nnbcd.runners.nnbcd"  # NN-BCD needs no torch
 
 
 def test_module_entry_point_info():
@@ -51,32 +147,50 @@ def test_module_entry_point_info():
     assert out.returncode == 0 and "numpy" in out.stdout and "backends available" in out.stdout
 
 
-@pytest.mark.parametrize("preset", sorted(p.name for p in (ROOT / "solvers").glob("*.toml")))
-def test_every_preset_parses_and_builds(preset):
-    """Each preset's tables are valid for its runner (data files for HAR/flare/MNIST are not needed)."""
-    import inspect
+# (n_features, n_classes) of each data set, and the networks the paper's presets describe (spec §7)
+DATA_WIDTHS = {"digits": (64, 10), "har": (561, 6), "flare": (40, 2), "mnist": (784, 10)}
+NETWORKS = {"digits.toml": (64, 256, 256, 10), "digits_tt.toml": (64, 256, 256, 10),
+            "flare_prune.toml": (40, 300, 100, 2), "har_tt.toml": (561, 1024, 1024, 1024, 512, 6),
+            "har5_tt.toml": (561, 1024, 1024, 1024, 512, 512, 6), "mnist_cnn.toml": (784, 5408, 1024, 1024, 10)}
 
-    from nnbcd.bcd.conv import Conv2d
-    from nnbcd.bcd.solver import NNBCD
-    from nnbcd.cli import RUNNERS
-    from nnbcd.presets import build_compression
 
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_passes_its_runners_checks(preset):
+    """Dry: each preset's tables are valid for its runner, and (NN-BCD) each compression spec fits its layer.
+
+    No data is loaded and nothing is trained (HAR, flare and MNIST are not on the test machines): the
+    widths come from the table above, the conv output from (H − k)//stride + 1 per side.
+    """
     cfg = load_preset(ROOT / "solvers" / preset)
-    assert cfg.get("method", "nnbcd") in RUNNERS
-    if cfg.get("method", "nnbcd") != "nnbcd":
+    method = cfg.get("method", "nnbcd")
+    assert method in METHODS and cfg.get("name") == Path(preset).stem
+    if method != "nnbcd":
+        pytest.importorskip("torch")
+    checked = get_runner(method).check(cfg)
+    assert checked.fit["verbose"] is True
+    if method != "nnbcd":
         return
-    model = dict(cfg["model"])
-    conv = model.pop("conv", None)
-    layers = ([Conv2d(**conv)] if conv else []) + list(model.pop("layers"))
-    assert set(model) <= set(inspect.signature(NNBCD).parameters)
-    m = NNBCD(layers, compress=build_compression(cfg.get("compress", [])), **model)
-    cfgv = m._validated()  # validates every compression spec against its layer's shape
-    assert len(cfgv["compress"]) == len({lay for c in cfg.get("compress", []) for lay in c["layers"]})
+    from nnbcd.runners.nnbcd import build_compression
+
+    d_in, n_classes = DATA_WIDTHS[checked.data["name"]]
+    conv = checked.model.get("conv")
+    first = []
+    if conv is not None:
+        c, h, w = conv.in_shape
+        assert c * h * w == d_in
+        (kh, kw), s = conv.kernel, conv.stride
+        first = [conv.filters * ((h - kh) // s + 1) * ((w - kw) // s + 1)]
+    widths = (d_in, *first, *checked.model["hidden_layer_sizes"], n_classes)
+    assert widths == NETWORKS[preset]
+    compress = build_compression(checked.compress)
+    assert all(0 <= i < len(widths) - 1 for i in compress)
+    assert conv is None or 0 not in compress  # the conv kernel is not compressed
+    for i, spec in compress.items():
+        spec.validate((widths[i + 1], widths[i]), f"compress[{i}]")
 
 
-def test_digits_tt_preset_runs(tmp_path, capsys):
-    rc = main(["solve", str(ROOT / "solvers" / "digits_tt.toml"), "--out", str(tmp_path), "--quiet",
-               "--set", "fit.max_iter=5"])
-    assert rc == 0
+def test_digits_tt_preset_runs(tmp_path):
+    assert _solve("digits_tt.toml", tmp_path, "fit.max_iter=5") == 0
     res = json.loads((tmp_path / "result.json").read_text())
-    assert res["compression"]["1"]["ranks"][0] == 1 and res["history"]["cr_1"][-1] < 0.3
+    assert set(res["compression"]) == {"0", "1"}  # 0-based layer keys
+    assert res["compression"]["0"]["ranks"][0] == 1 and res["history"]["cr_1"][-1] < 0.3

@@ -5,7 +5,7 @@ import pytest
 import nnbcd
 from nnbcd.backend import get_backend
 from nnbcd.bcd import blocks
-from nnbcd.bcd.conv import Conv2d
+from nnbcd.bcd.conv import InputConv2d
 from nnbcd.bcd.state import Hyper
 
 HP = Hyper(gamma=0.7, rho=1.3, alpha=0.9, alpha_w=1.1, alpha_b=0.6, kappa=1.0)
@@ -26,7 +26,7 @@ def _conv_loops(x, kernel, stride):
 
 @pytest.mark.parametrize("shape,k,stride", [((1, 8, 8), 3, 1), ((2, 9, 7), (3, 2), 2), ((1, 28, 28), 3, 2)])
 def test_conv_product_matches_direct_convolution(backend, rng, shape, k, stride):
-    conv = Conv2d(shape, filters=4, kernel=k, stride=stride)
+    conv = InputConv2d(shape, filters=4, kernel=k, stride=stride)
     n = 5
     x = rng.standard_normal((n,) + shape)
     z = rng.standard_normal((4, conv.patch_size))  # W_1 = Z^T, rows = filters
@@ -43,7 +43,7 @@ def test_conv_product_matches_direct_convolution(backend, rng, shape, k, stride)
 
 def test_conv_matches_torch(rng):
     torch = pytest.importorskip("torch")
-    conv = Conv2d((3, 10, 10), filters=5, kernel=3, stride=2)
+    conv = InputConv2d((3, 10, 10), filters=5, kernel=3, stride=2)
     x = rng.standard_normal((4, 3, 10, 10))
     z = rng.standard_normal((5, conv.patch_size))
     ref = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(z.reshape(5, 3, 3, 3)), stride=2).numpy()
@@ -53,8 +53,8 @@ def test_conv_matches_torch(rng):
 
 
 def _conv_model(bias, **kw):
-    return nnbcd.NNBCD((Conv2d((1, 8, 8), 6, 3, stride=2), 12, 10), gamma=0.7, rho=1.3, alpha=0.9,
-                       alpha_w=1.1, alpha_b=0.6, bias=bias, dtype="float64", seed=0, **kw)
+    return nnbcd.NNBCD((12,), conv=InputConv2d((1, 8, 8), 6, 3, stride=2), gamma=0.7, rho=1.3, alpha=0.9,
+                       alpha_w=1.1, alpha_b=0.6, bias=bias, dtype="float64", random_state=0, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def small_digits():
 @pytest.mark.parametrize("bias", [False, True])
 def test_kernel_block_matches_lstsq(small_digits, rng, bias):
     X, y = small_digits
-    m = _conv_model(bias).fit(X, y, max_iter=2)
+    m = _conv_model(bias, max_iter=2).fit(X, y)
     st, be = m.state_, m.backend_
     st.U[0] = rng.standard_normal(st.U[0].shape)  # a generic point, not the forward pass
     if bias:
@@ -98,8 +98,8 @@ def test_kernel_block_matches_lstsq(small_digits, rng, bias):
 
 def test_conv_net_descends_and_learns(small_digits):
     X, y = small_digits
-    m = _conv_model(True).fit(X, y, X, y, max_iter=25)  # from chance (~0.1) to most of the train set
-    phi = m.result_.history["phi"]
+    m = _conv_model(True, max_iter=25).fit(X, y, X_val=X, y_val=y)  # from chance (~0.1) to most of the train set
+    phi = m.result_.history["objective"]
     assert np.all(np.diff(phi) <= 1e-10 * np.abs(phi[1:]))
     assert m.result_.history["acc"][-1] > 0.8
     np.testing.assert_allclose(m.score(X, y), m.result_.history["acc"][-1])
@@ -108,12 +108,23 @@ def test_conv_net_descends_and_learns(small_digits):
 def test_conv_errors(small_digits):
     X, y = small_digits
     with pytest.raises(ValueError, match="in_shape"):
-        Conv2d((8, 8), 4)
+        InputConv2d((8, 8), 4)
     with pytest.raises(ValueError, match="kernel"):
-        Conv2d((1, 8, 8), 4, kernel=9)
-    with pytest.raises(ValueError, match="conv kernel is not compressed"):
-        _conv_model(False, compress={1: object()}).fit(X, y, max_iter=1)
+        InputConv2d((1, 8, 8), 4, kernel=9)
+    with pytest.raises(ValueError, match="layer 0 is the conv kernel, which is not compressed"):
+        _conv_model(False, compress={0: object()}, max_iter=1).fit(X, y)
     with pytest.raises(ValueError, match="expects 64"):
-        _conv_model(False).fit(X[:, :60], y, max_iter=1)
-    with pytest.raises(ValueError, match="first entry"):
-        nnbcd.NNBCD((64, Conv2d((1, 8, 8), 4), 10)).fit(X, y, max_iter=1)
+        _conv_model(False, max_iter=1).fit(X[:, :60], y)
+    m = _conv_model(False, max_iter=1).fit(X, y)
+    with pytest.raises(ValueError, match="expecting 64"):
+        m.predict(X[:, :60])
+    with pytest.raises(TypeError, match="InputConv2d"):
+        nnbcd.NNBCD((12,), conv=(1, 8, 8)).fit(X, y)
+
+
+def test_conv_widths_come_from_the_layer(small_digits):
+    X, y = small_digits
+    conv = InputConv2d((1, 8, 8), 6, 3, stride=2)  # 3×3 outputs × 6 filters = 54 features
+    m = nnbcd.NNBCD((12, 7), conv=conv, max_iter=1, bias=True).fit(X, y[:60] % 4)
+    assert [c.shape for c in m.coefs_] == [(6, 9), (12, 54), (7, 12), (4, 7)]
+    assert [b.shape for b in m.intercepts_] == [(6,), (12,), (7,), (4,)] and m.state_.U[0].shape == (54, 60)

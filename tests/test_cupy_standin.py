@@ -41,9 +41,9 @@ out = {"available": "cupy" in nnbcd.available_backends()}
 for form in ("direct", "woodbury"):
     w = {}
     for name in ("numpy", "cupy"):
-        m = nnbcd.NNBCD((64, 20, 12, 10), backend=name, dtype="float64", seed=2, bias=True,
-                        v_solve=form).fit(X, y, max_iter=3)
-        w[name] = m.weights_
+        m = nnbcd.NNBCD((20, 12), backend=name, dtype="float64", random_state=2, bias=True,
+                        v_solve=form, max_iter=3).fit(X, y)
+        w[name] = m.coefs_
     out[form] = max(float(np.max(np.abs(a - b)) / np.max(np.abs(b))) for a, b in zip(w["cupy"], w["numpy"]))
 try:
     get_backend("cupy").cho_factor(np.array([[1.0, 2.0], [2.0, 1.0]]))
@@ -57,9 +57,9 @@ def broken(*args):
 ck.relu_prox_update = broken
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
-    m = nnbcd.NNBCD((64, 20, 12, 10), backend="cupy", dtype="float64", seed=2, bias=True).fit(X, y, max_iter=3)
+    m = nnbcd.NNBCD((20, 12), backend="cupy", dtype="float64", random_state=2, bias=True, max_iter=3).fit(X, y)
 out["fallback_warning"] = [str(c.message) for c in caught if "row_stack" in str(c.message)]
-out["fallback"] = max(float(np.max(np.abs(a - b)) / np.max(np.abs(b))) for a, b in zip(m.weights_, w["numpy"]))
+out["fallback"] = max(float(np.max(np.abs(a - b)) / np.max(np.abs(b))) for a, b in zip(m.coefs_, w["numpy"]))
 print(json.dumps(out))
 """
 

@@ -21,10 +21,10 @@ def test_cupy_matches_numpy(form):
     X, y = X[:400] / 16.0, y[:400]
 
     def fit(name, dtype):
-        m = nnbcd.NNBCD((64, 48, 32, 10), backend=name, dtype=dtype, seed=1, bias=True,
-                        v_solve=form).fit(X, y, max_iter=5)
-        assert all(a.dtype == np.dtype(dtype) for a in m.weights_)
-        return m.weights_
+        m = nnbcd.NNBCD((48, 32), backend=name, dtype=dtype, random_state=1, bias=True,
+                        v_solve=form, max_iter=5).fit(X, y)
+        assert all(a.dtype == np.dtype(dtype) for a in m.coefs_)
+        return m.coefs_
 
     ref = fit("numpy", "float64")
     for a, b in zip(fit("cupy", "float64"), ref):
@@ -39,7 +39,7 @@ def test_state_stays_on_device():
     from sklearn.datasets import load_digits
 
     X, y = load_digits(return_X_y=True)
-    m = nnbcd.NNBCD((64, 32, 10), backend="cupy", dtype="float32", seed=0).fit(X / 16.0, y, max_iter=2)
+    m = nnbcd.NNBCD((32,), backend="cupy", dtype="float32", random_state=0, max_iter=2).fit(X / 16.0, y)
     assert all(isinstance(a, cupy.ndarray) for a in m.state_.W + m.state_.U + m.state_.V)
 
 

@@ -13,7 +13,7 @@ from torch import nn  # noqa: E402
 from torch.nn.utils import parametrize  # noqa: E402
 
 from nnbcd.torch.mcnc import (  # noqa: E402
-    Generator,
+    MCNCGenerator,
     MCNCSpec,
     bake,
     compressed_state_dict,
@@ -45,22 +45,34 @@ def _train(model, x, steps=3):
 
 
 def test_generator_on_the_sphere_and_pranc_linear():
-    g = Generator(SPEC)
+    g = MCNCGenerator(SPEC)
     a = torch.rand(100, 4) * 2 - 1
     torch.testing.assert_close(g(a).norm(dim=1), torch.ones(100), atol=1e-6, rtol=0)
-    p = Generator(MCNCSpec(k=4, d=64, generator="pranc", seed=3))
+    p = MCNCGenerator(MCNCSpec(k=4, d=64, generator="pranc", seed=3))
     torch.testing.assert_close(p(2 * a), 2 * p(a))  # linear
 
 
+def test_public_names_of_the_package_and_the_bridge():
+    import nnbcd.torch
+    import nnbcd.torch.mcnc as pkg
+
+    for name in pkg.__all__:  # the mcnc package re-exports its modules' public names, the bridge finds them
+        assert getattr(nnbcd.torch, name) is getattr(pkg, name)
+    assert MCNCGenerator.__module__ == "nnbcd.torch.mcnc.generator"
+    assert not hasattr(pkg, "Generator")  # renamed: it clashed with torch.Generator
+    with pytest.raises(AttributeError):
+        nnbcd.torch.Generator
+
+
 def test_same_seed_same_generator_in_a_fresh_process():
-    code = ("import torch, json; from nnbcd.torch.mcnc import Generator, MCNCSpec; "
-            "g = Generator(MCNCSpec(k=4, d=64, width=32, seed=3)); "
+    code = ("import torch, json; from nnbcd.torch.mcnc import MCNCGenerator, MCNCSpec; "
+            "g = MCNCGenerator(MCNCSpec(k=4, d=64, width=32, seed=3)); "
             "print(json.dumps([float(getattr(g, n).double().sum()) for n in ('w0', 'w1', 'w2', 'b2')]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    g = Generator(SPEC)
+    g = MCNCGenerator(SPEC)
     assert json.loads(out.stdout) == [float(getattr(g, n).double().sum()) for n in ("w0", "w1", "w2", "b2")]
-    assert not torch.equal(Generator(MCNCSpec(k=4, d=64, width=32, seed=4)).w0, g.w0)
+    assert not torch.equal(MCNCGenerator(MCNCSpec(k=4, d=64, width=32, seed=4)).w0, g.w0)
 
 
 @pytest.mark.parametrize("make,x", [(mlp, torch.randn(8, 20)), (cnn, torch.randn(6, 1, 8, 8))])
@@ -144,7 +156,7 @@ def test_coverage_against_pairwise_cosines():
     cov = coverage(spec, samples=40, seed=5)
     rng = np.random.Generator(np.random.PCG64(5))
     alpha = torch.tensor(spec.alpha_bound * (2 * rng.random((40, 4)) - 1))
-    phi = Generator(spec).double()(alpha).numpy()
+    phi = MCNCGenerator(spec).double()(alpha).numpy()
     cos = [phi[i] @ phi[j] for i in range(40) for j in range(i + 1, 40)]
     assert cov["cosine_mean"] == pytest.approx(np.mean(cos), abs=1e-12)
     assert cov["cosine_std"] == pytest.approx(np.std(cos, ddof=1), abs=1e-12)
@@ -193,7 +205,7 @@ def test_fused_generator_gradients(m, activation):
     """The fused generator's hand-written backward against gradcheck and against autograd of the plain
     formula sum_j beta_j normalize(A_o sigma(A_2 sigma(A_1 omega alpha + c_1) + c_2) + c_o)."""
     spec = MCNCSpec(k=3, d=7, width=5, depth=2, m=m, activation=activation, omega=1.7, seed=4)
-    gen = Generator(spec).double()
+    gen = MCNCGenerator(spec).double()
     n = 4
     torch.manual_seed(0)
     alpha = torch.randn(n * m, 3, dtype=torch.float64, requires_grad=True)
@@ -244,16 +256,19 @@ def test_errors():
         report(mlp())
 
 
-def test_digits_example_runs_small(tmp_path):
-    from nnbcd.torch.mcnc_example import run
+def test_digits_runner_runs_small(tmp_path):
+    from nnbcd.runners.mcnc import run
 
-    out = run({"method": "mcnc", "seeds": [0], "epochs": 1, "hidden": 16, "d": 128, "width": 16}, tmp_path, False)
+    cfg = {"method": "mcnc", "model": {"hidden": 16, "d": 128, "width": 16}, "fit": {"seeds": [0], "epochs": 1}}
+    out = run(cfg, tmp_path, quiet=True)
     assert set(out) >= {"dense", "mcnc", "pranc"} and out["mcnc"]["ratio"] == out["pranc"]["ratio"]
     res = json.loads((tmp_path / "mcnc.json").read_text())["results"]
     assert res["mcnc"]["stored"] == res["pranc"]["stored"]  # the same budget for both
     assert (tmp_path / "curves.png").stat().st_size > 1000
-    with pytest.raises(ValueError, match="unknown key"):
-        run({"epoch": 1}, tmp_path, False)
+    with pytest.raises(ValueError, match=r"'epoch'\] in \[fit\]"):
+        run({"fit": {"epoch": 1}}, tmp_path)
+    with pytest.raises(ValueError, match=r"'epochs'\] in \[top level\]"):  # the flat layout of old
+        run({"epochs": 1}, tmp_path)
 
 
 @pytest.mark.parametrize("make,x", [(mlp, torch.randn(8, 20)), (cnn, torch.randn(6, 1, 8, 8))])
@@ -293,7 +308,7 @@ def test_span_form_sums_generator_terms():
     n = st.beta.shape[0]
     assert st.alpha.shape == (3 * n, 4) and st.beta.shape == (n, 3)
     with torch.no_grad():
-        phi = Generator(spec)(st.alpha).view(n, 3, 64)
+        phi = MCNCGenerator(spec)(st.alpha).view(n, 3, 64)
         expect = sum(st.beta[:, j:j + 1] * phi[:, j] for j in range(3)).reshape(-1)[: st.total]
     torch.testing.assert_close(model[0].weight.detach().reshape(-1), expect[: 20 * 32])
     assert report(model)["alpha_beta"] == n * 3 * (4 + 1)
@@ -358,7 +373,7 @@ def test_alpha_constraint(constraint):
         st.alpha.mul_(3.0)  # push most entries outside [−0.5, 0.5]
     st.clear()
     seen = st.alpha.clamp(-0.5, 0.5) if constraint == "clamp" else torch.remainder(st.alpha + 0.5, 1.0) - 0.5
-    want = Generator(spec).combine(seen.detach(), st.beta.detach()).reshape(-1)[: st.total]
+    want = MCNCGenerator(spec).combine(seen.detach(), st.beta.detach()).reshape(-1)[: st.total]
     torch.testing.assert_close(torch.cat([p.reshape(-1) for p in st.parts()]), want, rtol=0, atol=0)
     calls = []
     orig = st.generator.combine

@@ -10,7 +10,7 @@ from nnbcd.ops.prune import effective_sparsity, hard_threshold, n_keep, topk_mas
 @pytest.mark.parametrize("q", [0.0, 0.5, 0.9, 0.999])
 def test_topk_is_the_largest(backend, rng, q):
     w = rng.standard_normal((37, 23))
-    s = backend.to_numpy(hard_threshold([backend.asarray(w)], q, backend.xp)[0])
+    s = backend.to_numpy(hard_threshold([backend.asarray(w)], q, backend=backend)[0])
     k = n_keep(w.size, q)
     assert np.count_nonzero(s) == k
     order = np.argsort(-np.abs(w).ravel(), kind="stable")  # oracle: full sort, ties by lower index
@@ -21,13 +21,13 @@ def test_topk_is_the_largest(backend, rng, q):
 
 def test_ties_by_lower_flat_index(backend):
     a = backend.asarray(np.array([1.0, 3.0, 2.0, 2.0, 2.0, 0.5]))
-    mask = backend.to_numpy(topk_mask(a, 3, backend.xp))
+    mask = backend.to_numpy(topk_mask(a, 3, backend=backend))
     np.testing.assert_array_equal(mask, [False, True, True, True, False, False])
 
 
 def test_global_scope_is_one_threshold(backend, rng):
     ws = [rng.standard_normal((10, 8)), 3 * rng.standard_normal((6, 10))]
-    got = hard_threshold([backend.asarray(w) for w in ws], 0.7, backend.xp)
+    got = hard_threshold([backend.asarray(w) for w in ws], 0.7, backend=backend)
     joint = np.concatenate([w.ravel() for w in ws])
     k = n_keep(joint.size, 0.7)
     keep = np.zeros(joint.size, bool)
@@ -39,7 +39,7 @@ def test_flare_true_sparsity():
     """40-300-100-2 with 90 % on W_1, W_2: 37,800 zeros of 42,200 weights (spec §6)."""
     rng = np.random.default_rng(0)
     ws = [rng.standard_normal((300, 40)), rng.standard_normal((100, 300)), rng.standard_normal((2, 100))]
-    pruned = [hard_threshold([w], 0.9, np)[0] for w in ws[:2]] + [ws[2]]
+    pruned = [hard_threshold([w], 0.9)[0] for w in ws[:2]] + [ws[2]]
     assert [np.count_nonzero(p) for p in pruned[:2]] == [1200, 3000]
     assert true_sparsity(pruned) == 37_800 / 42_200
 
@@ -55,7 +55,7 @@ def test_effective_sparsity_counts_dead_units():
 
 def test_prune_spec(backend, rng):
     w = backend.asarray(rng.standard_normal((20, 15)))
-    c = Prune(0.8).project(w, backend)
+    c = Prune(0.8).project(w, backend=backend)
     assert c.n_params == n_keep(300, 0.8) == 60 and abs(c.info["sparsity"] - 0.8) < 1e-12
     sp = Prune(0.8).export(c)
     assert isinstance(sp, scipy.sparse.csr_array) and sp.nnz == 60

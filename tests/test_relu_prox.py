@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize_scalar
 
-from nnbcd.ops.relu_prox import relu_prox_array
+from nnbcd.ops import relu_prox
 
 
 def _f(u, v, a, beta):
@@ -57,7 +57,7 @@ def _check(u, oracle):
 
 def test_numpy_reference_matches_brute_force(oracle):
     v, a, beta, _ = oracle
-    _check(np.array([relu_prox_array(np.array(x), np.array(y), z) for x, y, z in zip(v, a, beta)]), oracle)
+    _check(np.array([relu_prox(np.array(x), np.array(y), z) for x, y, z in zip(v, a, beta)]), oracle)
 
 
 def test_backend_kernel_matches_brute_force(backend, oracle):
@@ -102,7 +102,7 @@ def test_kernels_keep_dtype(backend, dtype, rng):
 _CUDASIM_SCRIPT = r"""
 import json, numpy as np
 from nnbcd.backend import cuda_kernels
-from nnbcd.ops.relu_prox import relu_prox_array
+from nnbcd.ops import relu_prox
 rng = np.random.default_rng(1)
 d, n = 3, 40
 p, u, v = (rng.standard_normal((d, n)) for _ in range(3))
@@ -111,7 +111,7 @@ for bias in (None, b):
     uk = u.copy()
     cuda_kernels.relu_prox_update(p, uk, v, bias, 0.7, 1.3, 0.4, np.zeros(1))
     a = (0.7 * (p + (0 if bias is None else bias[:, None])) + 1.3 * u) / 2.0
-    ref = relu_prox_array(v, a, 2.0 / 0.4)
+    ref = relu_prox(v, a, 2.0 / 0.4)
     print(json.dumps(float(np.max(np.abs(uk - ref)))))
 """
 

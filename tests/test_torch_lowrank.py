@@ -110,20 +110,22 @@ def test_hooi_never_increases_the_error():
     assert all(b <= a + 1e-12 for a, b in zip(errs, errs[1:])) and errs[-1] < errs[0]
 
 
-def test_digits_example_runs_small(tmp_path):
+def test_digits_runner_runs_small(tmp_path):
     import json
 
-    from nnbcd.torch.lowrank_example import run
+    from nnbcd.runners.lowrank import run
 
-    out = run({"method": "lowrank", "channels": 8, "hidden": 16, "epochs": 1, "finetune_epochs": 1}, tmp_path,
-              verbose=False)
+    cfg = {"method": "lowrank", "model": {"channels": 8, "hidden": 16}, "fit": {"epochs": 1, "finetune_epochs": 1}}
+    out = run(cfg, tmp_path, quiet=True)
     res = json.loads((tmp_path / "lowrank.json").read_text())
     assert len(res["rows"]) == 2 and (tmp_path / "spectra.png").stat().st_size > 1000
-    assert out["preset"] == "digits_lowrank"
-    with pytest.raises(ValueError, match="epoch"):
-        run({"method": "lowrank", "epoch": 1}, tmp_path, verbose=False)
-    with pytest.raises(ValueError, match="unknown key"):
-        run({"chanels": 8}, tmp_path, verbose=False)
+    assert res["config"]["fit"]["random_state"] == 0 and out["preset"] == "lowrank"  # defaults filled in
+    with pytest.raises(ValueError, match=r"'epoch'\] in \[fit\]"):
+        run({"method": "lowrank", "fit": {"epoch": 1}}, tmp_path)
+    with pytest.raises(ValueError, match=r"'chanels'\] in \[model\]"):
+        run({"model": {"chanels": 8}}, tmp_path)
+    with pytest.raises(ValueError, match="square single-channel images"):
+        run({"data": {"name": "breast_cancer"}, "fit": {"epochs": 1}}, tmp_path)
 
 
 def test_global_budget_is_respected_and_spent_on_energy():

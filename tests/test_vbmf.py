@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize_scalar
 
-from nnbcd.ops import vbmf
-from nnbcd.ops.vbmf import evbmf, evbmf_batch, evbmf_from_singular_values
+from nnbcd.ops import evbmf, evbmf_batch, evbmf_from_singular_values, tau_lower, vbmf
+from nnbcd.ops.vbmf import omega
 
 
 def recipe(kind, L, M, scale=1.0, seed=0, R=32):
@@ -68,7 +68,7 @@ def test_orthogonal_invariance_and_exact_tau(rng):
     a, b = evbmf(y), evbmf(q1 @ y @ q2)
     assert a.rank == b.rank and b.sigma2 == pytest.approx(a.sigma2, rel=1e-8)
     assert evbmf(recipe("C", 64, 576), tau_mode="exact").rank == 5
-    assert vbmf.tau_lower(1.0, "exact") == pytest.approx(2.51286, abs=1e-5)
+    assert tau_lower(1.0, "exact") == pytest.approx(2.51286, abs=1e-5)
 
 
 @pytest.mark.parametrize("kind", ["A", "B", "C"])
@@ -78,14 +78,14 @@ def test_optimal_and_consistent(kind):
     L, M = r.shape
     fro2 = float((y ** 2).sum())
     alpha = L / M
-    tl = vbmf.tau_lower(alpha)
+    tl = tau_lower(alpha)
     xbar = (1 + tl) * (1 + alpha / tl)
     s2 = r.singular_values ** 2
     hbar = min(math.ceil(L / (1 + alpha)) - 1, L)
     lo = max(s2[hbar] / (M * xbar), (fro2 - s2[:hbar].sum()) / (M * (L - hbar)))
     grid = np.linspace(math.log(lo), math.log(fro2 / (L * M)), 2000)
-    best = vbmf.omega(math.log(r.sigma2), s2, fro2, L, M, xbar)[0]
-    assert np.all(best <= vbmf.omega(grid, s2, fro2, L, M, xbar) + 1e-9 * abs(best))
+    best = omega(math.log(r.sigma2), s2, fro2, L, M, xbar)[0]
+    assert np.all(best <= omega(grid, s2, fro2, L, M, xbar) + 1e-9 * abs(best))
     assert r.threshold > math.sqrt(r.sigma2) * (math.sqrt(L) + math.sqrt(M))
     g = r.singular_values[:r.rank]
     assert np.all((0 < r.shrunk) & (r.shrunk < g))
@@ -147,7 +147,7 @@ def test_backends_and_batch_agree(backend):
 def test_known_sigma_and_vbmf_limit(spec_mats):
     y = spec_mats[("A", 512, 4608)]
     assert evbmf(y, sigma2=1.0).rank == 32
-    r = vbmf.vbmf(y, sigma2=1.0, c=1e12)
+    r = vbmf(y, sigma2=1.0, c=1e12)
     assert r.threshold == pytest.approx(math.sqrt(4608), rel=1e-9)
 
 
@@ -199,7 +199,7 @@ def test_degenerate_and_bad_inputs():
     with pytest.raises(TypeError, match="y must be a real"):
         evbmf(np.ones((3, 4), dtype=complex))
     with pytest.raises(ValueError, match="NaN"):
-        vbmf.vbmf(bad, sigma2=1.0, c=1.0)
+        vbmf(bad, sigma2=1.0, c=1.0)
     with pytest.raises(ValueError, match="tau_mode"):
         evbmf(np.eye(3), tau_mode="rough")
     with pytest.raises(ValueError, match="H must be"):

@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 from numba import cuda
 
-from ..ops.relu_prox import relu_prox_constants, relu_prox_scalar
+from .relu_prox_kernel import relu_prox_constants, relu_prox_scalar
 
 _prox = cuda.jit(device=True)(relu_prox_scalar)
 
@@ -29,7 +29,8 @@ def _relu_prox_update_kernel(p, u, v, b, has_b, rho, alpha, inv, beta, c, inv_1p
 def relu_prox_update(
     p: Any, u: Any, v: Any, b: Optional[Any], rho: float, alpha: float, gamma: float, zeros1: Any
 ) -> Any:
-    """Launch the fused U-block kernel in place on ``u`` (see ``Backend.relu_prox_update``)."""
+    """Launch the fused U-block kernel in place on ``u`` (see ``Backend.relu_prox_update``); ``zeros1`` is a
+    length-1 zero array of ``u``'s dtype standing in for a missing bias."""
     rows, cols = u.shape
     block = (1, _THREADS)
     grid = (rows, (cols + _THREADS - 1) // _THREADS)

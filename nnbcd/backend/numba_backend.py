@@ -1,4 +1,5 @@
-"""The numba backend: numpy arrays, BLAS/LAPACK for GEMM and factorisations, and parallel fused kernels.
+"""The numba backend: the numpy backend (arrays, BLAS/LAPACK for GEMM and factorisations) with parallel
+fused kernels.
 
 Elementwise and reduction kernels are ``@njit`` loops over rows (threaded with ``prange`` above a size
 threshold, serial below it) that read each operand
@@ -11,15 +12,14 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ._base import Backend, BackendUnavailableError
+from ._base import BackendUnavailableError
+from .numpy_backend import NumpyBackend
+from .relu_prox_kernel import relu_prox_constants, relu_prox_scalar
 
 try:
-    import numba
     from numba import njit, prange
 except ImportError as exc:  # pragma: no cover - numba is a hard dependency, kept for a clear message
     raise BackendUnavailableError("backend='numba' needs numba: pip install numba") from exc
-
-from ..ops.relu_prox import relu_prox_constants, relu_prox_scalar
 
 _prox = njit(inline="always", cache=False)(relu_prox_scalar)
 
@@ -89,8 +89,9 @@ _KERNELS = {f.__name__: _compiled(f) for f in (_relu_prox_update, _relu_gap_sq, 
                                               _relu_inplace)}
 
 
-class NumbaBackend(Backend):
-    """numpy arrays with numba-compiled parallel kernels (``numba.set_num_threads`` controls threads)."""
+class NumbaBackend(NumpyBackend):
+    """The numpy backend's arrays and BLAS/LAPACK, with numba-compiled fused kernels
+    (``numba.set_num_threads`` controls their threads)."""
 
     name = "numba"
 
@@ -100,9 +101,6 @@ class NumbaBackend(Backend):
     #: float32): all serial 0.713 s/sweep, threaded from 4M elements 0.769 s, always threaded 0.798 s;
     #: digits 64-256-256-10: 3.5x faster serial. Lower it on machines where threads pay.
     parallel_min_size = 1 << 26
-
-    def __init__(self) -> None:
-        self.numba = numba
 
     def _kernel(self, name: str, size: int) -> Any:
         threaded, serial = _KERNELS[name]

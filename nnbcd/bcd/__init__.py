@@ -1,5 +1,8 @@
-"""NN-BCD: state, block updates, the sweep, objective terms and the solver."""
-from .conv import Conv2d
-from .solver import NNBCD, solve
+"""NN-BCD: state, the block table and sweep, objective terms, the run loop and the estimator.
 
-__all__ = ["Conv2d", "NNBCD", "solve"]
+Layers are numbered ``0..L-1``; layer ``i`` is the paper's :math:`W_{i+1}`.
+"""
+from .conv import InputConv2d
+from .estimator import NNBCD, solve
+
+__all__ = ["InputConv2d", "NNBCD", "solve"]

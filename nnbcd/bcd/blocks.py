@@ -1,15 +1,23 @@
-r"""NN-BCD block updates: each is the exact minimiser of the objective over one block (spec §3).
+r"""NN-BCD block updates and the block table (spec §3).
 
-Every function has the signature ``(st, i, hp, be, ws, track) -> float``: it updates block(s) of code
-layer ``i`` of the state ``st`` in place and returns the squared change :math:`\|X^{k+1}-X^k\|^2`
-of the block when ``track`` is true (``0.0`` otherwise, so that untracked sweeps do no extra work).
+Every update is the exact minimiser of the objective over one block and has the signature
+``(st, i, hp, be, ws, track) -> float``: it updates the block of layer ``i`` (``0..L-1``; layer ``i`` is
+the paper's layer ``i+1``) of the state ``st`` in place and returns the squared change
+:math:`\|X^{k+1}-X^k\|^2` of the block when ``track`` is true (``0.0`` otherwise, so that untracked
+sweeps do no extra work). The formulas in the docstrings use the paper's numbering: called with layer
+``i``, an update acts on the paper's block of layer ``i+1``.
+
+:data:`BLOCK_TABLE` lists every block kind with its update, whether it carries the α-prox term and the
+kind its time and step are reported under; the sweep order (:mod:`nnbcd.bcd.sweep`) and the history's
+block columns are derived from it.
 
 SPD systems are solved by Cholesky and triangular solves, never explicit inverses; which side of a
 push-through identity is solved is chosen by FLOP count (spec §4).
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from ..backend import Backend
 from .state import BCDState, Hyper
@@ -20,6 +28,9 @@ class Workspace:
 
     Parameters
     ----------
+    st : BCDState
+        The state whose ``U`` shapes and dtype the buffers take.
+    be : Backend
     v_solve, w_solve : {"auto", "direct", "woodbury"}
         Force one form of the V / W solves (for tests); ``"auto"`` picks the cheaper form.
     """
@@ -33,17 +44,54 @@ class Workspace:
         self.w_solve = w_solve
         self._first_factor: Dict[Tuple[float, float, float], Any] = {}
 
-    def first_layer_factor(self, key: Tuple[float, float, float], make: Any) -> Any:
-        """Factor of the constant first-layer system, computed once per (c, ρ, α_b)."""
+    def first_layer_factor(self, key: Tuple[float, float, float], make: Callable[[], Any]) -> Any:
+        """Factor of layer 0's constant system, computed once per key.
+
+        Parameters
+        ----------
+        key : (float, float, float)
+            (c, ρ, α_b): the scalars the factor depends on (the data do not change).
+        make : callable
+            Computes the factor on a miss.
+
+        Returns
+        -------
+        The cached factor.
+        """
         if key not in self._first_factor:
             self._first_factor[key] = make()
         return self._first_factor[key]
 
 
-def _sub_bias(x: Any, b: Optional[Any]) -> Any:
-    return x if b is None else x - b[:, None]
+_UPDATE_PARAMETERS = """
+    Parameters
+    ----------
+    st : BCDState
+        The iterate, updated in place.
+    i : int
+        The layer, ``0..L-1``.
+    hp : Hyper
+    be : Backend
+    ws : Workspace
+    track : bool
+        Whether to measure the block's squared step.
+
+    Returns
+    -------
+    float
+        :math:`\\|X^{k+1}-X^k\\|^2` of the block when ``track``, else ``0.0``.
+"""
+
+UpdateFn = Callable[[BCDState, int, Hyper, Backend, Workspace, bool], float]
 
 
+def _block_update(fn: UpdateFn) -> UpdateFn:
+    """Give a block update the Parameters/Returns sections every update shares."""
+    fn.__doc__ = (fn.__doc__ or "").rstrip() + "\n" + _UPDATE_PARAMETERS
+    return fn
+
+
+@_block_update
 def update_output_v(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Workspace, track: bool) -> float:
     r""":math:`V_L \leftarrow (Y + \gamma U_L + \alpha V_L^k)/(1+\gamma+\alpha)` (elementwise)."""
     v = st.V[i]
@@ -53,6 +101,7 @@ def update_output_v(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Workspace,
     return step
 
 
+@_block_update
 def update_output_u(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Workspace, track: bool) -> float:
     r""":math:`U_L \leftarrow (\gamma V_L + \rho(W_L V_{L-1} + b_L 1^T))/(\gamma+\rho)`."""
     p = st.linear(i, be, out=ws.prod[i])
@@ -64,6 +113,7 @@ def update_output_u(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Workspace,
     return step
 
 
+@_block_update
 def update_hidden_u(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Workspace, track: bool) -> float:
     r"""Exact ReLU prox for :math:`U_i` (spec §3.2 step 5), fused in one elementwise kernel.
 
@@ -76,6 +126,7 @@ def update_hidden_u(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Workspace,
     return be.sq_dist(st.U[i], old) if track else 0.0
 
 
+@_block_update
 def update_hidden_v(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Workspace, track: bool) -> float:
     r""":math:`V_i = \arg\min_V \frac\gamma2\|V-\sigma(U_i)\|^2 + \frac\rho2\|\bar U_{i+1} - W_{i+1}V\|^2`.
 
@@ -120,6 +171,7 @@ def update_hidden_v(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Workspace,
     return be.sq_dist(st.V[i], old) if track else 0.0
 
 
+@_block_update
 def update_weight(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Workspace, track: bool) -> float:
     r"""Joint exact update of :math:`(W_i, b_i)` with the prox and compression couplings.
 
@@ -213,3 +265,89 @@ def _weight_woodbury(xp: Any, be: Backend, u: Any, v: Any, target: Any, b_old: O
     resid = u - be.matmul(xbar, v)
     z = be.cho_solve_right(be.cho_factor(a, overwrite_a=True), resid, overwrite_b=True)
     return xbar + rho * be.matmul(z, vd.T)
+
+
+@_block_update
+def update_compression(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Workspace, track: bool) -> float:
+    r"""Compression block: :math:`\tilde W_i \leftarrow \Pi(W_i)`, from the new :math:`W_i` (spec §3.3).
+
+    No prox term. The projection sees every weight that shares layer ``i``'s spec
+    (:meth:`BCDState.group`); with ``replaces_weight`` (projected pruning) :math:`W_i` is overwritten
+    by :math:`\tilde W_i`.
+    """
+    spec = st.compress[i]
+    old = st.Wt[i].dense
+    st.Wt[i] = spec.project(st.W[i], backend=be, weights=st.group(i))
+    step = be.sq_dist(st.Wt[i].dense, old) if track else 0.0
+    if spec.replaces_weight:
+        st.W[i] = st.Wt[i].dense.copy()
+    return step
+
+
+@dataclass(frozen=True)
+class Block:
+    r"""One kind of block of an NN-BCD sweep.
+
+    Parameters
+    ----------
+    kind : str
+        Its name.
+    update : callable
+        ``update(st, i, hp, be, ws, track) -> float``, the exact block minimisation.
+    prox : bool
+        Whether its sub-problem carries the proximal term :math:`\tfrac\alpha2\|X - X^k\|^2`: these
+        blocks' steps make up ``prox_step_sq``, the sufficient-decrease quantity (spec §3, §11.6).
+    reports : str
+        The kind its time and squared step are added to in the history (``time_<reports>``,
+        ``step_<reports>``).
+    where : {"output", "hidden", "every", "compressed"}
+        The layers it acts on: the last layer, layers ``0..L-2``, every layer, the compressed layers.
+    """
+
+    kind: str
+    update: UpdateFn
+    prox: bool
+    reports: str
+    where: str
+
+    def acts_on(self, i: int, n_layers: int, compressed: bool) -> bool:
+        """Whether this block is part of layer ``i``'s step.
+
+        Parameters
+        ----------
+        i : int
+            The layer, ``0..n_layers-1``.
+        n_layers : int
+            L.
+        compressed : bool
+            Whether layer ``i`` is compressed.
+
+        Returns
+        -------
+        bool
+        """
+        return _WHERE[self.where](i, n_layers, compressed)
+
+
+_WHERE: Dict[str, Callable[[int, int, bool], bool]] = {
+    "output": lambda i, n_layers, compressed: i == n_layers - 1,
+    "hidden": lambda i, n_layers, compressed: i < n_layers - 1,
+    "every": lambda i, n_layers, compressed: True,
+    "compressed": lambda i, n_layers, compressed: compressed,
+}
+
+
+#: Every block kind, in the order a layer's blocks are updated (spec §3): the sweep visits the layers
+#: from L-1 down to 0 and, in each, the blocks of this table that act on it. Prox membership follows
+#: the paper: V_L, U_i (i < L) and every W_i carry the α-prox; U_L, V_i (i < L) and W~_i do not.
+BLOCK_TABLE: Tuple[Block, ...] = (
+    Block("V_out", update_output_v, prox=True, reports="V", where="output"),
+    Block("U_out", update_output_u, prox=False, reports="U", where="output"),
+    Block("V", update_hidden_v, prox=False, reports="V", where="hidden"),
+    Block("U", update_hidden_u, prox=True, reports="U", where="hidden"),
+    Block("W", update_weight, prox=True, reports="W", where="every"),
+    Block("comp", update_compression, prox=False, reports="comp", where="compressed"),
+)
+
+#: The kinds the history reports time and steps under (``time_V``, ``step_V``, ...), in table order.
+REPORTED_KINDS: Tuple[str, ...] = tuple(dict.fromkeys(b.reports for b in BLOCK_TABLE))

@@ -6,6 +6,9 @@ r"""Objective terms of NN-BCD (spec §2) and the deployed network's loss and acc
            + \sum_{i<L}\tfrac\gamma2\|V_i-\sigma(U_i)\|^2
            + \sum_{i\le L}\tfrac\rho2\|U_i-W_iV_{i-1}-b_i1^T\|^2\Big]
            + \sum_{i\in C}\tfrac\tau2\|W_i-\tilde W_i\|^2
+
+(paper numbering; the terms are recorded under the layer numbers ``0..L-1``, ``relu_0`` being the
+paper's :math:`\|V_1-\sigma(U_1)\|^2` term).
 """
 from __future__ import annotations
 
@@ -16,9 +19,22 @@ from .state import BCDState, Hyper
 
 
 def objective_terms(st: BCDState, hp: Hyper, be: Backend, work: List[Any]) -> Dict[str, float]:
-    """All terms of Φ (each already weighted), ``phi`` and ``phi_ref`` (data term weighted γ/2).
+    """Every term of Φ, already weighted, and their sum.
 
-    ``work`` holds one d_i×N buffer per layer for the products :math:`W_iV_{i-1}`.
+    Parameters
+    ----------
+    st : BCDState
+    hp : Hyper
+    be : Backend
+    work : list of arrays, shape (d_{i+1}, N)
+        One scratch buffer per layer for the products :math:`W_iV_{i-1}` (overwritten).
+
+    Returns
+    -------
+    dict of str to float
+        ``data``, ``out``, ``relu_i`` (layers ``0..L-2``), ``lin_i`` (``0..L-1``), ``comp_i``
+        (compressed layers), ``objective`` (Φ) and ``objective_ref`` (Φ with the data term weighted γ/2,
+        as the reference prints it).
     """
     L = st.n_layers
     k = hp.kappa
@@ -26,22 +42,37 @@ def objective_terms(st: BCDState, hp: Hyper, be: Backend, work: List[Any]) -> Di
     terms = {"data": k * data, "out": k * 0.5 * hp.gamma * be.sq_dist(st.V[L - 1], st.U[L - 1])}
     for i in range(L):
         if i < L - 1:
-            terms[f"relu_{i + 1}"] = k * 0.5 * hp.gamma * be.relu_gap_sq(st.V[i], st.U[i])
+            terms[f"relu_{i}"] = k * 0.5 * hp.gamma * be.relu_gap_sq(st.V[i], st.U[i])
         p = st.linear(i, be, out=work[i])
-        terms[f"lin_{i + 1}"] = k * 0.5 * hp.rho * be.lin_gap_sq(st.U[i], p, st.bias_rows(i, be))
+        terms[f"lin_{i}"] = k * 0.5 * hp.rho * be.lin_gap_sq(st.U[i], p, st.bias_rows(i, be))
     for i, tau in st.tau.items():
-        terms[f"comp_{i + 1}"] = 0.5 * tau * be.sq_dist(st.W[i], st.Wt[i].dense)
-    phi = sum(terms.values())
-    terms["phi"] = phi
-    terms["phi_ref"] = phi + k * (hp.gamma - 1.0) * data
+        terms[f"comp_{i}"] = 0.5 * tau * be.sq_dist(st.W[i], st.Wt[i].dense)
+    objective = sum(terms.values())
+    terms["objective"] = objective
+    terms["objective_ref"] = objective + k * (hp.gamma - 1.0) * data
     return terms
 
 
 def forward(weights: List[Any], biases: List[Optional[Any]], x: Any, be: Backend,
             conv: Any = None, patches: Any = None) -> Any:
-    r"""Network output :math:`f(X)` for column-sample input ``x`` (ReLU on hidden layers).
+    r"""Network output :math:`f(X)` (ReLU on every layer but the last).
 
-    With a conv first layer, ``patches`` (its :math:`\hat X^T`) is used when given, else built from ``x``.
+    Parameters
+    ----------
+    weights : list of arrays, shape (d_{i+1}, d_i)
+        Layers ``0..L-1`` (a conv layer 0 as its kernel :math:`Z^T`).
+    biases : list of (array or None)
+    x : array, shape (d_0, N)
+        Inputs as columns.
+    be : Backend
+    conv : InputConv2d, optional
+        The convolutional first layer.
+    patches : array, optional
+        Its :math:`\hat X^T` for ``x``; built from ``x`` when not given.
+
+    Returns
+    -------
+    array, shape (d_L, N)
     """
     h = x
     L = len(weights)
@@ -59,7 +90,25 @@ def forward(weights: List[Any], biases: List[Optional[Any]], x: Any, be: Backend
 
 
 def net_metrics(out: Any, y_onehot: Any, labels: Any, kappa: float, be: Backend) -> Dict[str, float]:
-    """``loss`` = κ·½‖f(X) − Y‖², ``acc`` (argmax) and ``bacc`` (mean per-class recall)."""
+    """Loss and accuracies of network outputs.
+
+    Parameters
+    ----------
+    out : array, shape (K, N)
+        Network outputs.
+    y_onehot : array, shape (K, N)
+    labels : int array, shape (N,)
+        Class indices ``0..K-1``.
+    kappa : float
+        κ of the loss.
+    be : Backend
+
+    Returns
+    -------
+    dict of str to float
+        ``loss`` = κ·½‖f(X) − Y‖², ``acc`` (argmax accuracy) and ``bacc`` (mean per-class recall over the
+        classes present).
+    """
     xp = be.xp
     pred = xp.argmax(out, axis=0)
     correct = pred == labels

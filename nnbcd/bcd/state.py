@@ -1,23 +1,31 @@
 """NN-BCD state and hyperparameters.
 
-Layers are indexed ``0..L-1`` in code; code layer ``i`` is the paper's layer ``i+1`` (``W_{i+1}``).
-Samples are columns: ``U[i]``, ``V[i]`` are ``d_{i+1} × N``; ``V[L-1]`` is the linear output variable.
+Layers are numbered ``0..L-1`` (Python list indices); layer ``i`` is the paper's layer ``i+1``, with weight
+:math:`W_{i+1}`. Samples are columns: ``U[i]``, ``V[i]`` are ``d_{i+1} × N``; ``V[L-1]`` is the linear
+output variable.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..compress.base import Compressed, Compression
-from .conv import Conv2d
+from .conv import InputConv2d
 
 
 @dataclass(frozen=True)
 class Hyper:
     r"""Scalar weights of the objective, already resolved for ``loss_scale``.
 
-    ``kappa`` is :math:`\kappa` (1 for ``'sum'``, :math:`1/N` for ``'mean'``); in every W/b update
-    :math:`\rho` is replaced by ``rho_w`` :math:`=\kappa\rho` (spec §2).
+    Parameters
+    ----------
+    gamma, rho, alpha : float
+        γ (activation coupling), ρ (linear coupling), α (prox weight of the V_L and U_i blocks).
+    alpha_w, alpha_b : float
+        Prox weights of the W and bias blocks.
+    kappa : float
+        :math:`\kappa`: 1 for ``loss_scale="sum"``, :math:`1/N` for ``"mean"``; in every W/b update
+        :math:`\rho` is replaced by :attr:`rho_w` :math:`=\kappa\rho` (spec §2).
     """
 
     gamma: float
@@ -29,12 +37,37 @@ class Hyper:
 
     @property
     def rho_w(self) -> float:
+        r""":math:`\kappa\rho`, the linear coupling as the W/b blocks see it."""
         return self.kappa * self.rho
 
 
 @dataclass
 class BCDState:
-    """All blocks of one NN-BCD iterate (arrays live on the solver's backend)."""
+    """All blocks of one NN-BCD iterate (arrays live on the solver's backend, one dtype).
+
+    Parameters
+    ----------
+    W : list of arrays, shape (d_{i+1}, d_i)
+        Weights of layers ``0..L-1`` (for a conv first layer, ``W[0]`` is the kernel :math:`Z^T`, F × P).
+    b : list of (array of shape (d_{i+1},) or None)
+        Biases (per filter for a conv first layer); ``None`` when trained without.
+    U, V : list of arrays, shape (d_{i+1}, N)
+        Pre-activations and activations; ``V[L-1]`` is the linear output variable.
+    X : array, shape (d_0, N)
+        Inputs as columns.
+    Y : array, shape (d_L, N)
+        One-hot targets.
+    compress : dict of int to Compression
+        The compression spec of each compressed layer.
+    tau : dict of int to float
+        τ of each compressed layer.
+    Wt : dict of int to Compressed
+        The compressed copy :math:`\\tilde W_i` of each compressed layer.
+    conv : InputConv2d, optional
+        The convolutional first layer.
+    patches : array, shape (P, N·H'W'), optional
+        The conv layer's constant patch matrix :math:`\\hat X^T`.
+    """
 
     W: List[Any]
     b: List[Optional[Any]]
@@ -45,40 +78,83 @@ class BCDState:
     compress: Dict[int, Compression] = field(default_factory=dict)
     tau: Dict[int, float] = field(default_factory=dict)
     Wt: Dict[int, Compressed] = field(default_factory=dict)
-    conv: Optional[Conv2d] = None
-    patches: Any = None  # the conv layer's constant patch matrix X^T (P × N H'W')
+    conv: Optional[InputConv2d] = None
+    patches: Any = None
 
     @property
     def n_layers(self) -> int:
+        """L, the number of weight layers."""
         return len(self.W)
 
     @property
     def n_samples(self) -> int:
+        """N, the number of training samples."""
         return self.X.shape[1]
 
     def v_in(self, i: int) -> Any:
-        """Input of code layer ``i``: :math:`V_{i-1}` in the paper (``X`` for the first layer)."""
+        """Input of layer ``i``: :math:`V_{i-1}` in the paper's numbering of layer ``i+1``; ``X`` for layer 0."""
         return self.X if i == 0 else self.V[i - 1]
 
     def linear(self, i: int, be: Any, out: Any = None) -> Any:
-        """:math:`W_i V_{i-1}` in the layer's feature layout (d_i × N), without the bias."""
+        """The product of layer ``i``'s weight and input, without the bias.
+
+        Parameters
+        ----------
+        i : int
+            Layer ``0..L-1``.
+        be : Backend
+        out : array, shape (d_{i+1}, N), optional
+            Written in place when given.
+
+        Returns
+        -------
+        array, shape (d_{i+1}, N)
+            :math:`W_{i+1}V_i` (paper numbering) in the layer's feature layout.
+        """
         if i == 0 and self.conv is not None:
             return self.conv.to_features(be.matmul(self.W[0], self.patches), out)
         return be.matmul(self.W[i], self.v_in(i), out=out)
 
     def bias_rows(self, i: int, be: Any) -> Optional[Any]:
-        """The bias of each feature row of layer ``i`` (per-filter biases repeated for the conv layer)."""
+        """The bias of each feature row of layer ``i`` (a conv layer's per-filter bias repeated over patches).
+
+        Returns
+        -------
+        array of shape (d_{i+1},) or None
+        """
         b = self.b[i]
         if b is None or i != 0 or self.conv is None:
             return b
         return self.conv.bias_rows(b, be.xp)
 
-    def weight_data(self, i: int) -> tuple:
-        r"""``(U, V)`` of the W-block's least-squares problem :math:`\min \|U - WV - b1^T\|`."""
+    def weight_data(self, i: int) -> Tuple[Any, Any]:
+        r"""``(U, V)`` of layer ``i``'s W-block least-squares problem :math:`\min \|U - WV - b1^T\|`.
+
+        Returns
+        -------
+        (array, array)
+            ``(U[i], v_in(i))``, or for a conv layer 0 the pre-activations in patch layout and
+            :math:`\hat X^T`.
+        """
         if i == 0 and self.conv is not None:
             return self.conv.to_patch_layout(self.U[0]), self.patches
         return self.U[i], self.v_in(i)
 
     def deployed(self, i: int) -> Any:
-        """The weight the deployed network uses: the compressed copy for compressed layers."""
+        """The weight of layer ``i`` the deployed network uses: the compressed copy for compressed layers."""
         return self.Wt[i].dense if i in self.Wt else self.W[i]
+
+    def group(self, i: int) -> Optional[List[Any]]:
+        """The current weights of every layer that shares layer ``i``'s compression spec.
+
+        One spec object given to several layers is one group (e.g. a global pruning budget); its
+        projection sees all of them.
+
+        Returns
+        -------
+        list of arrays or None
+            ``None`` when layer ``i``'s spec compresses layer ``i`` alone.
+        """
+        spec = self.compress[i]
+        shared = [w for j, w in enumerate(self.W) if self.compress.get(j) is spec]
+        return shared if len(shared) > 1 else None

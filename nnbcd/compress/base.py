@@ -11,6 +11,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Sequence
 
+from ..backend import Backend
+
 
 @dataclass
 class Compressed:
@@ -35,24 +37,51 @@ class Compressed:
 
 
 class Compression(ABC):
-    """A compression spec: a projection onto a feasible set and its accounting."""
+    """A compression spec: a projection onto a feasible set and its accounting.
+
+    Subclasses implement :meth:`project`; the solver calls ``spec.project(W, backend=be, weights=...)``
+    after each W-block of a compressed layer, and :meth:`initial` once before the first sweep.
+    """
 
     #: ``True`` when the solver must overwrite :math:`W_i` by :math:`\tilde W_i` after the block
     #: (the reference's projected pruning, ``Prune(mode="projected")``); the τ term is then 0.
     replaces_weight: bool = False
 
     @abstractmethod
-    def project(self, W: Any, backend: Any, weights: Optional[Sequence[Any]] = None) -> Compressed:
-        """Return :math:`\\Pi(W)`. ``weights``: current weights of all layers sharing this spec
-        (for global scopes); ``None`` for per-layer specs."""
+    def project(self, W: Any, *, backend: "str | Backend | None" = None,
+                weights: Optional[Sequence[Any]] = None) -> Compressed:
+        r"""The projection :math:`\tilde W = \Pi(W)` onto this spec's feasible set.
 
-    def initial(self, W: Any, backend: Any, weights: Optional[Sequence[Any]] = None) -> Compressed:
-        """The initial compressed copy :math:`\\tilde W^0` (defaults to :meth:`project`)."""
-        return self.project(W, backend, weights)
+        Parameters
+        ----------
+        W : array, shape (d_out, d_in), float32 or float64
+            The weight matrix, on the backend.
+        backend : {"numpy", "numba", "cupy"} or Backend, optional
+            Default: the backend of ``W`` (:func:`nnbcd.backend.infer_backend`).
+        weights : sequence of arrays, optional
+            The current weights of all layers sharing this spec object (``W`` among them, by identity),
+            for specs with a global scope; ``None`` for a per-layer spec.
+
+        Returns
+        -------
+        Compressed
+            ``dense`` has ``W``'s shape, dtype and backend.
+        """
+
+    def initial(self, W: Any, *, backend: "str | Backend | None" = None,
+                weights: Optional[Sequence[Any]] = None) -> Compressed:
+        r"""The initial compressed copy :math:`\tilde W^0` (by default :meth:`project`); same arguments."""
+        return self.project(W, backend=backend, weights=weights)
 
     def validate(self, shape: tuple, name: str) -> None:
-        """Raise ``ValueError`` naming ``name`` if this spec cannot compress a matrix of ``shape``."""
+        """Check that this spec can compress a matrix of ``shape`` (d_out, d_in).
+
+        Raises
+        ------
+        ValueError
+            If it cannot; the message starts with ``name`` (e.g. ``"compress[0]"``).
+        """
 
     def export(self, compressed: Compressed) -> Any:
-        """The compressed layer in its storage form (TT cores, ``scipy.sparse`` matrix, ...)."""
+        """The compressed layer in its storage form (TT cores, ``scipy.sparse`` matrix, ...), on the host."""
         return compressed.factors

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any, Optional, Sequence
 
+from ..backend import Backend, infer_backend
 from ..ops import tt as ops
 from .base import Compressed, Compression
 
@@ -29,7 +30,14 @@ class TT(Compression):
     rank_initial : int, optional
         Rank cap of the initial copy :math:`\\tilde W^0` (the reference uses 400 for its MLPs).
     svd : {"gram", "full"}
-        How each unfolding is truncated (see :mod:`nnbcd.ops.tt`); both give the same subspaces.
+        How each unfolding is truncated, as :func:`nnbcd.ops.tt_svd`'s ``svd`` (the same default and
+        the same subspaces).
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``layout`` or ``svd``, a non-positive ``rank``/``rank_initial``, or shape arguments
+        of the other layout; the message names the argument.
     """
 
     def __init__(self, rank: Any = 80, shape: Optional[Sequence[int]] = None, layout: str = "reshape",
@@ -37,8 +45,7 @@ class TT(Compression):
                  rank_initial: Optional[int] = None, svd: str = "gram") -> None:
         if layout not in LAYOUTS:
             raise ValueError(f"layout={layout!r} is not one of {LAYOUTS}")
-        if svd not in ops.METHODS:
-            raise ValueError(f"svd={svd!r} is not one of {ops.METHODS}")
+        ops.check_svd(svd)
         if layout == "reshape" and (row_shape is not None or col_shape is not None):
             raise ValueError("row_shape/col_shape belong to layout='matrix'; use shape= for 'reshape'")
         if layout == "matrix" and shape is not None:
@@ -62,7 +69,8 @@ class TT(Compression):
 
     # ---- layout ------------------------------------------------------------------------------------
     def modes(self, shape: tuple) -> tuple:
-        """The TT modes for a weight of ``shape`` (d_out, d_in)."""
+        """The TT modes for a weight of ``shape`` (d_out, d_in): ``shape=`` or the factors of d_out then
+        d_in for ``"reshape"``, the merged pairs :math:`o_t c_t` for ``"matrix"``."""
         d_out, d_in = shape
         if self.layout == "reshape":
             return self.shape or ops.factor_shape(d_out) + ops.factor_shape(d_in)
@@ -91,26 +99,35 @@ class TT(Compression):
         ops.tt_ranks(self.modes(shape), self.rank)  # raises for a bad rank list
 
     # ---- projection ----------------------------------------------------------------------------------
-    def _compress(self, W: Any, backend: Any, rank: Any) -> Compressed:
+    def _compress(self, W: Any, backend: "str | Backend | None", rank: Any) -> Compressed:
+        be = infer_backend(W, backend=backend)
         shape = tuple(W.shape)
         modes = self.modes(shape)
         if self.layout == "reshape":
-            cores = ops.tt_svd(W.reshape(modes), rank, backend, self.svd)
-            dense = ops.tt_to_tensor(cores, backend).reshape(shape)
+            cores = ops.tt_svd(W.reshape(modes), rank, svd=self.svd, backend=be)
+            dense = ops.tt_to_tensor(cores, backend=be).reshape(shape)
         else:
             rows, cols = self._row_col(shape)
-            cores = ops.tt_svd(ops.matrix_to_tt_tensor(W, rows, cols), rank, backend, self.svd)
-            dense = ops.tt_tensor_to_matrix(ops.tt_to_tensor(cores, backend), rows, cols, backend.xp)
+            cores = ops.tt_svd(ops.matrix_to_tt_tensor(W, rows, cols), rank, svd=self.svd, backend=be)
+            dense = ops.tt_tensor_to_matrix(ops.tt_to_tensor(cores, backend=be), rows, cols, backend=be)
             cores = ops.tt_matrix_cores(cores, rows, cols)
         ranks = [1] + [int(c.shape[-1]) for c in cores]
         n_params = int(sum(c.size for c in cores))
-        return Compressed(dense=backend.xp.ascontiguousarray(dense), n_params=n_params,
+        return Compressed(dense=be.xp.ascontiguousarray(dense), n_params=n_params,
                           info={"ranks": ranks}, factors=cores)
 
-    def project(self, W: Any, backend: Any, weights: Optional[Sequence[Any]] = None) -> Compressed:
+    def project(self, W: Any, *, backend: "str | Backend | None" = None,
+                weights: Optional[Sequence[Any]] = None) -> Compressed:
+        r""":math:`\tilde W = \mathrm{mat}(\mathrm{TT\text{-}SVD}_r(W))` at the rank cap ``rank``.
+
+        Parameters and Returns as :meth:`Compression.project` (``weights`` is ignored: the projection is
+        per layer); ``info["ranks"]`` holds the realised ranks, ``factors`` the cores.
+        """
         return self._compress(W, backend, self.rank)
 
-    def initial(self, W: Any, backend: Any, weights: Optional[Sequence[Any]] = None) -> Compressed:
+    def initial(self, W: Any, *, backend: "str | Backend | None" = None,
+                weights: Optional[Sequence[Any]] = None) -> Compressed:
+        """As :meth:`project`, at the cap ``rank_initial`` when given."""
         return self._compress(W, backend, self.rank if self.rank_initial is None else self.rank_initial)
 
     def export(self, compressed: Compressed) -> list:

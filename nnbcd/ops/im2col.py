@@ -8,23 +8,74 @@ of shape (F, C, k_h, k_w) reshaped to (F, P) gives the convolution as :math:`\ha
 """
 from __future__ import annotations
 
+import numbers
 from typing import Any, Tuple
+
+from ..backend import Backend, infer_backend
 
 
 def conv_output_shape(hw: Tuple[int, int], kernel: Tuple[int, int], stride: int) -> Tuple[int, int]:
-    """:math:`(H', W')` of a valid (unpadded) convolution."""
+    r""":math:`(H', W')` of a valid (unpadded) convolution.
+
+    Parameters
+    ----------
+    hw : (int, int)
+        Input height and width :math:`(H, W)`.
+    kernel : (int, int)
+        Kernel size :math:`(k_h, k_w)`.
+    stride : int
+        Stride :math:`\delta` (both directions).
+
+    Returns
+    -------
+    (int, int)
+        :math:`(\lfloor (H-k_h)/\delta\rfloor + 1, \lfloor (W-k_w)/\delta\rfloor + 1)`.
+    """
     (h, w), (kh, kw) = hw, kernel
     return (h - kh) // stride + 1, (w - kw) // stride + 1
 
 
-def patches_t(x: Any, kernel: Tuple[int, int], stride: int, xp: Any) -> Any:
-    r""":math:`\hat X^T \in \mathbb R^{P\times(N H' W')}` (C-ordered) from ``x`` of shape (N, C, H, W).
+def im2col(x: Any, kernel: Tuple[int, int], stride: int, *, backend: "str | Backend | None" = None) -> Any:
+    r"""The transposed patch matrix :math:`\hat X^T \in \mathbb R^{P\times(N H' W')}` of a batch of images.
 
-    Built with a strided view (no Python loop over patches) and one copy into the transposed
-    layout that the solver's GEMMs read.
+    Column :math:`(n, h, w)` (sample-major, then patch row-major) holds the patch at output position
+    :math:`(h, w)` of image :math:`n`, flattened in the order :math:`(c, k_y, k_x)`; so the convolution
+    with a kernel :math:`K` of shape (F, C, k_h, k_w) is :math:`K_{(F, P)} \hat X^T` (valid padding, as
+    ``torch.nn.functional.conv2d``). Built with a strided view (no Python loop over patches) and one
+    copy into the layout the solver's GEMMs read.
+
+    Parameters
+    ----------
+    x : array, shape (N, C, H, W)
+        The images, any dtype.
+    kernel : (int, int)
+        Kernel size :math:`(k_h, k_w)`, at most :math:`(H, W)`.
+    stride : int
+        Stride :math:`\delta \ge 1`.
+    backend : {"numpy", "numba", "cupy"} or Backend, optional
+        Default: the backend of ``x``.
+
+    Returns
+    -------
+    array, shape (C k_h k_w, N H' W'), C-ordered, ``x``'s dtype
+        :math:`H', W'` from :func:`conv_output_shape`.
+
+    Raises
+    ------
+    ValueError
+        If ``x`` is not 4-D, or ``kernel``/``stride`` do not fit its height and width.
     """
-    n, c, h, w = x.shape
+    shape = getattr(x, "shape", None)
+    if shape is None or len(shape) != 4:
+        raise ValueError(f"x must be a 4-D array (N, C, H, W), got shape {shape}")
+    n, c, h, w = shape
     kh, kw = kernel
+    if isinstance(stride, bool) or not isinstance(stride, numbers.Integral) or stride < 1:
+        raise ValueError(f"stride must be a positive int, got {stride!r}")
+    if not (1 <= kh <= h and 1 <= kw <= w):
+        raise ValueError(f"kernel={tuple(kernel)} must be between (1, 1) and the image size {(h, w)}")
+    xp = infer_backend(x, backend=backend).xp
+    x = xp.asarray(x)
     ho, wo = conv_output_shape((h, w), kernel, stride)
     s0, s1, s2, s3 = x.strides
     view = xp.lib.stride_tricks.as_strided(

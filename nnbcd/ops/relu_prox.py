@@ -1,61 +1,55 @@
-r"""Exact proximal step of the ReLU coupling, written once as a scalar formula.
+r"""The exact ReLU prox as an array function: :math:`\arg\min_u \tfrac12 (v - \max(u, 0))^2 + \tfrac\beta2 (u - a)^2`.
 
-For one entry, with the new activation :math:`v`, the prox centre :math:`a` and weight :math:`\beta>0`,
-
-.. math::
-
-    u^\* = \arg\min_u \tfrac12 (v - \max(u, 0))^2 + \tfrac\beta2 (u - a)^2 .
-
-With :math:`c = \sqrt{\beta(\beta+1)}` and :math:`u_+ = (v + \beta a)/(1+\beta)`, evaluated top to bottom:
-
-==========================================  ===============
-condition                                   :math:`u^\*`
-==========================================  ===============
-:math:`v + \beta a < 0`                     :math:`\min(a, 0)`
-:math:`a \ge 0`                             :math:`u_+`
-:math:`v(\beta - c) \le \beta a`            :math:`u_+`
-otherwise                                   :math:`a`
-==========================================  ===============
-
-On exact ties the table picks :math:`u_+`, as the reference implementation does.
-
-:func:`relu_prox_scalar` is the single source of this formula. The numba CPU kernel inlines it into a
-parallel loop, the CUDA kernel compiles it as a device function, and :func:`relu_prox_array` is the
-vectorised reading of the same table used by the numpy backend (and, through the tests, checked
-against brute force like the others).
+The formula (a four-row table, with its derivation and source) is written once, in
+:mod:`nnbcd.backend.relu_prox_kernel`, where the backends compile it into their fused U-block kernels;
+this is its public array form.
 """
 from __future__ import annotations
 
 import math
+import numbers
+from typing import Any
 
-import numpy as np
-
-
-def relu_prox_constants(beta: float) -> tuple:
-    """The per-call constants of :func:`relu_prox_scalar`: ``(beta, c, 1/(1+beta))``."""
-    return beta, math.sqrt(beta * (beta + 1.0)), 1.0 / (1.0 + beta)
+from ..backend import Backend, infer_backend
+from ..backend.relu_prox_kernel import relu_prox_vectorized
 
 
-def relu_prox_scalar(v, a, beta, c, inv_1pb):  # type: ignore[no-untyped-def]
-    """Scalar ReLU prox :math:`\\arg\\min_u \\frac12(v-\\max(u,0))^2 + \\frac\\beta2(u-a)^2`.
+def relu_prox(v: Any, a: Any, beta: float, *, backend: "str | Backend | None" = None) -> Any:
+    r"""Entrywise exact ReLU prox :math:`u^* = \arg\min_u \tfrac12 (v - \max(u,0))^2 + \tfrac\beta2 (u-a)^2`.
 
-    ``c`` :math:`=\\sqrt{\\beta(\\beta+1)}` and ``inv_1pb`` :math:`=1/(1+\\beta)` come from
-    :func:`relu_prox_constants` (constant over a whole array, and free of literals so that float32
-    kernels stay in float32).
+    With :math:`c = \sqrt{\beta(\beta+1)}` and :math:`u_+ = (v + \beta a)/(1+\beta)`, top to bottom:
+    :math:`v + \beta a < 0 \Rightarrow \min(a, 0)`; :math:`a \ge 0 \Rightarrow u_+`;
+    :math:`v(\beta - c) \le \beta a \Rightarrow u_+`; otherwise :math:`a` (ties pick :math:`u_+`).
+    This is the U-block of NN-BCD (Li et al., arXiv 2303.06815; Zeng et al., ICML 2019).
+
+    Parameters
+    ----------
+    v : array, float32 or float64
+        The new activations :math:`v`, any shape broadcastable with ``a``.
+    a : array, float32 or float64
+        The prox centres :math:`a`; the result has ``a``'s dtype.
+    beta : float
+        Prox weight :math:`\beta > 0`.
+    backend : {"numpy", "numba", "cupy"} or Backend, optional
+        Default: the backend of ``v`` and ``a`` (see :func:`nnbcd.backend.infer_backend`).
+
+    Returns
+    -------
+    array
+        :math:`u^*`, the broadcast shape of ``v`` and ``a``, on the backend.
+
+    Raises
+    ------
+    ValueError
+        If ``beta`` is not a positive finite number.
+    TypeError
+        If ``v`` or ``a`` is not a floating-point array.
     """
-    s = v + beta * a
-    if s < 0:
-        return a if a < 0 else 0 * a
-    if a >= 0 or v * (beta - c) <= beta * a:
-        return s * inv_1pb
-    return a
-
-
-def relu_prox_array(v: np.ndarray, a: np.ndarray, beta: float) -> np.ndarray:
-    """Vectorised :func:`relu_prox_scalar` (the reference; allocates temporaries). Works on any array
-    that numpy's functions dispatch on (NEP 18), CuPy arrays included; constants in ``a``'s dtype."""
-    beta, c, inv_1pb = (a.dtype.type(x) for x in relu_prox_constants(float(beta)))
-    s = v + beta * a
-    u_plus = s * inv_1pb
-    take_plus = (a >= 0) | (v * (beta - c) <= beta * a)
-    return np.where(s < 0, np.minimum(a, 0), np.where(take_plus, u_plus, a))
+    if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not (beta > 0 and math.isfinite(beta)):
+        raise ValueError(f"beta must be a positive finite number, got {beta!r}")
+    be = infer_backend(v, a, backend=backend)
+    for name, x in (("v", v), ("a", a)):
+        if getattr(getattr(x, "dtype", None), "kind", None) != "f":
+            raise TypeError(f"{name} must be a floating-point array, got {type(x).__name__}"
+                            f"{'' if not hasattr(x, 'dtype') else f' of dtype {x.dtype}'}")
+    return relu_prox_vectorized(be.xp.asarray(v), be.xp.asarray(a), beta, be.xp)

@@ -1,6 +1,7 @@
 r"""Tensor-train operators on any backend: TT-SVD with a rank cap, reconstruction, contraction.
 
-TT-SVD (Oseledets 2011) of a tensor with modes :math:`(n_1,\dots,n_m)`: left to right, the unfolding
+TT-SVD (I. Oseledets, "Tensor-train decomposition", SIAM J. Sci. Comput. 33(5), 2011) of a tensor with
+modes :math:`(n_1,\dots,n_m)`: left to right, the unfolding
 :math:`M_t \in \mathbb R^{r_{t-1}n_t \times \prod_{j>t} n_j}` is truncated to rank
 
 .. math:: r_t = \min(r_{t-1} n_t,\ \textstyle\prod_{j>t} n_j,\ r^{\max}_t),
@@ -10,14 +11,19 @@ its left singular vectors become core :math:`G_t` (shape :math:`r_{t-1}\times n_
 :math:`\|W-\tilde W\|^2 \le \sum_t \varepsilon_t^2` with :math:`\varepsilon_t` the rank-:math:`r_t`
 truncation error of the t-th unfolding of the original tensor.
 
-``method`` picks how each truncation is computed; all give the same subspaces up to rounding:
+``svd`` picks how each truncation is computed; both methods give the same subspaces up to rounding:
 
-* ``"full"``: thin SVD (LAPACK ``gesdd``) of :math:`M_t`, as the reference and tensorly do;
-* ``"gram"``: eigenvectors of the smaller Gram matrix (:math:`M M^T` for wide :math:`M`, else
-  :math:`M^TM` followed by a QR of :math:`M V_r` so the core is orthonormal by construction), then one
-  GEMM :math:`G^T M`. Only the top :math:`r_t` eigenpairs are computed. Singular values below about
-  :math:`\sqrt{\epsilon}\,\sigma_1` are resolved less accurately than by ``"full"``; their directions
-  are the ones truncated or contribute at that level.
+* ``"gram"`` (the default everywhere): eigenvectors of the smaller Gram matrix (:math:`M M^T` for wide
+  :math:`M`, else :math:`M^TM` followed by an orthonormalisation of :math:`M V_r`, so the core is
+  orthonormal by construction), then one GEMM :math:`G^T M`. Only the top :math:`r_t` eigenpairs are
+  computed. Squaring :math:`M` squares its condition number: in a Gram formed in the input precision,
+  singular values below :math:`\sqrt{\epsilon}\,\sigma_1` are lost (:math:`3.5\cdot10^{-4}\sigma_1` in
+  float32, inside the range of retained values). So the Gram, its eigenvectors and the orthonormal
+  basis are computed in float64 for float32 input (error :math:`\sqrt{\epsilon_{64}}\sigma_1 \approx
+  10^{-8}\sigma_1`, below float32's own resolution); only :math:`G^T M` runs in float32. The result then
+  meets the Oseledets bound to float32 rounding, as ``"full"`` does, at a fraction of its cost.
+* ``"full"``: thin SVD (LAPACK ``gesdd``) of :math:`M_t` in the input precision, as the reference and
+  tensorly do.
 """
 from __future__ import annotations
 
@@ -26,13 +32,39 @@ from typing import Any, List, Sequence, Tuple
 
 import numpy as np
 
-METHODS = ("full", "gram")
+from ..backend import Backend, infer_backend
+
+#: values of the ``svd=`` argument of :func:`tt_svd` and :class:`nnbcd.compress.TT`
+SVD_METHODS = ("gram", "full")
+
+
+def check_svd(svd: Any) -> str:
+    """``svd`` if it is one of :data:`SVD_METHODS`, else ``ValueError`` naming ``svd``."""
+    if svd not in SVD_METHODS:
+        raise ValueError(f"svd={svd!r} is not one of {SVD_METHODS}")
+    return svd
 
 
 def tt_ranks(modes: Sequence[int], rank: "int | Sequence[int]") -> List[int]:
-    """Realised ranks :math:`(1, r_1, \\dots, r_{m-1}, 1)` for ``modes`` under the cap ``rank``.
+    r"""Realised TT ranks :math:`(1, r_1, \dots, r_{m-1}, 1)` for ``modes`` under the cap ``rank``.
 
-    ``rank`` is an int (the same cap everywhere) or a full list ``(1, r_1, ..., r_{m-1}, 1)``.
+    :math:`r_t = \min(r_{t-1} n_t,\ \prod_{j>t} n_j,\ r^{\max}_t)` (spec §3.3, the reference's rule).
+
+    Parameters
+    ----------
+    modes : sequence of int
+        :math:`(n_1, \dots, n_m)`.
+    rank : int or sequence of int
+        The same cap everywhere, or a full cap list ``(1, r_1, ..., r_{m-1}, 1)``.
+
+    Returns
+    -------
+    list of int, length m + 1
+
+    Raises
+    ------
+    ValueError
+        If an int ``rank`` is below 1 or a list is not ``(1, positive..., 1)`` of length m + 1.
     """
     m = len(modes)
     if isinstance(rank, (int, np.integer)) and not isinstance(rank, bool):
@@ -51,23 +83,36 @@ def tt_ranks(modes: Sequence[int], rank: "int | Sequence[int]") -> List[int]:
 
 
 def tt_n_params(modes: Sequence[int], ranks: Sequence[int]) -> int:
-    """:math:`P_{TT} = \\sum_t r_{t-1} n_t r_t`."""
+    r"""Numbers stored by a TT: :math:`P_{TT} = \sum_t r_{t-1} n_t r_t`.
+
+    Parameters
+    ----------
+    modes : sequence of int, length m
+    ranks : sequence of int, length m + 1
+        As :func:`tt_ranks` returns.
+
+    Returns
+    -------
+    int
+    """
     return int(sum(ranks[t] * modes[t] * ranks[t + 1] for t in range(len(modes))))
 
 
 def _truncate(m: Any, r: int, be: Any, method: str) -> Tuple[Any, Any]:
     """``(Q, C)`` with ``Q`` (a×r) orthonormal spanning the top-r left singular space of ``m`` and
-    ``C = Q^T m`` (r×b)."""
+    ``C = Q^T m`` (r×b), both in ``m``'s dtype."""
     a, b = m.shape
     if method == "full":
         u, s, vt = be.svd(m)
         return be.xp.ascontiguousarray(u[:, :r]), s[:r, None] * vt[:r]
+    # the Gram squares the condition number: below float64, form it and its eigenvectors in float64
+    wide = m if m.dtype == np.float64 else m.astype(np.float64)
     if a <= b:
-        _, q = be.eigh_top(be.gram(m), r)
+        _, q = be.eigh_top(be.gram(wide), r)
     else:
-        _, v = be.eigh_top(be.gram(m.T), r)
-        q = _orthonormal_basis(be.matmul(m, v), be)
-    q = be.xp.ascontiguousarray(q)
+        _, v = be.eigh_top(be.gram(wide.T), r)
+        q = _orthonormal_basis(be.matmul(wide, v), be)
+    q = be.xp.ascontiguousarray(q, dtype=m.dtype)
     return q, be.matmul(q.T, m)
 
 
@@ -88,11 +133,46 @@ def _orthonormal_basis(y: Any, be: Any) -> Any:
     return q
 
 
-def tt_svd(tensor: Any, rank: "int | Sequence[int]", be: Any, method: str = "full") -> List[Any]:
-    """TT-SVD of ``tensor`` (any shape, C order) with a rank cap; returns the cores
-    :math:`G_t` of shapes :math:`(r_{t-1}, n_t, r_t)` on the tensor's backend, in its dtype."""
-    if method not in METHODS:
-        raise ValueError(f"svd={method!r} is not one of {METHODS}")
+def tt_svd(tensor: Any, rank: "int | Sequence[int]", *, svd: str = "gram",
+           backend: "str | Backend | None" = None) -> List[Any]:
+    r"""TT-SVD (Oseledets 2011) of a tensor with a rank cap: left-to-right truncated SVDs of the unfoldings.
+
+    For :math:`t = 1..m-1`, the unfolding :math:`M_t` of shape :math:`(r_{t-1} n_t, \prod_{j>t} n_j)` is
+    truncated to rank :math:`r_t` (:func:`tt_ranks`), its top left singular vectors become the core
+    :math:`G_t`, and :math:`G_t^T M_t` is carried on; the last carry is :math:`G_m`. The error obeys
+    :math:`\|T - \tilde T\|_F^2 \le \sum_t \varepsilon_t^2` (:func:`tt_truncation_bound`), and equals
+    tensorly's ``tensor_train`` with the same rank list.
+
+    Parameters
+    ----------
+    tensor : array, shape (n_1, ..., n_m), float32 or float64
+        Any number of modes m ≥ 1, C order.
+    rank : int or sequence of int
+        Rank cap, as for :func:`tt_ranks`.
+    svd : {"gram", "full"}
+        How each unfolding is truncated (see the module docstring); both meet the Oseledets bound in
+        float32 and float64.
+    backend : {"numpy", "numba", "cupy"} or Backend, optional
+        Default: the backend of ``tensor``.
+
+    Returns
+    -------
+    list of m arrays
+        The cores :math:`G_t` of shapes :math:`(r_{t-1}, n_t, r_t)`, on the backend, in ``tensor``'s
+        dtype; :math:`G_1..G_{m-1}` have orthonormal columns as (r_{t-1} n_t, r_t) matrices.
+
+    Raises
+    ------
+    ValueError
+        If ``svd`` is not one of :data:`SVD_METHODS`, ``rank`` is invalid, or ``tensor`` has no modes.
+    TypeError
+        If ``tensor`` is not floating point.
+    """
+    be = infer_backend(tensor, backend=backend)
+    tensor = be.asarray(tensor, name="tensor")
+    method = check_svd(svd)
+    if tensor.ndim < 1:
+        raise ValueError("tensor must have at least one mode, got a 0-d array")
     modes = tuple(tensor.shape)
     ranks = tt_ranks(modes, rank)
     cores = []
@@ -105,8 +185,44 @@ def tt_svd(tensor: Any, rank: "int | Sequence[int]", be: Any, method: str = "ful
     return cores
 
 
-def tt_to_tensor(cores: Sequence[Any], be: Any) -> Any:
-    """Contract cores left to right into the full tensor."""
+def _check_cores(cores: Sequence[Any], ndim: int, name: str) -> None:
+    """Raise ``ValueError`` unless ``cores`` is a non-empty chain of ``ndim``-D cores with end ranks 1."""
+    if len(cores) == 0:
+        raise ValueError(f"{name} is empty")
+    for k, c in enumerate(cores):
+        if getattr(c, "ndim", None) != ndim:
+            raise ValueError(f"{name}[{k}] must be a {ndim}-D core, got shape {getattr(c, 'shape', None)}")
+        if k and c.shape[0] != cores[k - 1].shape[-1]:
+            raise ValueError(f"{name}[{k}] has left rank {c.shape[0]} but {name}[{k - 1}] has right rank "
+                             f"{cores[k - 1].shape[-1]}")
+    if cores[0].shape[0] != 1 or cores[-1].shape[-1] != 1:
+        raise ValueError(f"{name} must start and end with rank 1, got {cores[0].shape[0]} and "
+                         f"{cores[-1].shape[-1]}")
+
+
+def tt_to_tensor(cores: Sequence[Any], *, backend: "str | Backend | None" = None) -> Any:
+    r"""The full tensor of a TT: :math:`T[i_1..i_m] = G_1[:, i_1, :] \cdots G_m[:, i_m, :]`.
+
+    Contracted left to right, one GEMM per core.
+
+    Parameters
+    ----------
+    cores : sequence of arrays
+        :math:`G_t` of shapes :math:`(r_{t-1}, n_t, r_t)` with :math:`r_0 = r_m = 1`, one dtype.
+    backend : {"numpy", "numba", "cupy"} or Backend, optional
+        Default: the backend of ``cores``.
+
+    Returns
+    -------
+    array, shape (n_1, ..., n_m)
+
+    Raises
+    ------
+    ValueError
+        If the cores are not 3-D or their ranks do not chain.
+    """
+    _check_cores(cores, 3, "cores")
+    be = infer_backend(*cores, backend=backend)
     modes = [c.shape[1] for c in cores]
     acc = cores[0].reshape(modes[0], -1)
     for core in cores[1:]:
@@ -116,8 +232,21 @@ def tt_to_tensor(cores: Sequence[Any], be: Any) -> Any:
 
 
 def tt_truncation_bound(tensor: np.ndarray, ranks: Sequence[int]) -> float:
-    """Oseledets' bound :math:`\\sqrt{\\sum_t \\varepsilon_t^2}` from the unfoldings' singular values
-    (numpy, host; used to check TT-SVD)."""
+    r"""Oseledets' bound on the TT-SVD error: :math:`\sqrt{\sum_t \varepsilon_t^2}`.
+
+    :math:`\varepsilon_t` is the rank-:math:`r_t` truncation error of the t-th unfolding
+    (:math:`\prod_{j\le t} n_j \times \prod_{j>t} n_j`) of the original tensor (Oseledets 2011).
+
+    Parameters
+    ----------
+    tensor : numpy.ndarray, shape (n_1, ..., n_m)
+        On the host: this is a check, computed with ``numpy.linalg.svd``.
+    ranks : sequence of int, length m + 1
+
+    Returns
+    -------
+    float
+    """
     modes = tensor.shape
     total = 0.0
     for t in range(1, len(modes)):
@@ -128,7 +257,30 @@ def tt_truncation_bound(tensor: np.ndarray, ranks: Sequence[int]) -> float:
 
 # ---- weight-matrix layouts ------------------------------------------------------------------------
 def matrix_to_tt_tensor(w: Any, row_modes: Sequence[int], col_modes: Sequence[int]) -> Any:
-    """TT-matrix layout: reshape to (o_1..o_m, c_1..c_m), interleave to (o_1, c_1, ...), merge pairs."""
+    r"""The TT-matrix layout of a matrix: modes :math:`(o_1 c_1, \dots, o_m c_m)`.
+
+    ``w`` is reshaped to :math:`(o_1..o_m, c_1..c_m)`, the axes are interleaved to
+    :math:`(o_1, c_1, \dots, o_m, c_m)` and each pair is merged: a TT of this tensor is a TT-matrix
+    (Oseledets 2011). Only reshapes and a transpose, so any array library works.
+
+    Parameters
+    ----------
+    w : array, shape (∏ o, ∏ c)
+    row_modes, col_modes : sequence of int, equal lengths m
+        :math:`(o_1..o_m)` and :math:`(c_1..c_m)` (modes of 1 allowed).
+
+    Returns
+    -------
+    array, shape (o_1 c_1, ..., o_m c_m)
+
+    Raises
+    ------
+    ValueError
+        If the modes do not multiply to ``w``'s shape or have different lengths.
+    """
+    if tuple(w.shape) != _matrix_shape(row_modes, col_modes):
+        raise ValueError(f"w has shape {tuple(w.shape)} but row_modes/col_modes multiply to "
+                         f"{_matrix_shape(row_modes, col_modes)}")
     m = len(row_modes)
     t = w.reshape(tuple(row_modes) + tuple(col_modes))
     order = [k for t_ in range(m) for k in (t_, m + t_)]
@@ -136,26 +288,90 @@ def matrix_to_tt_tensor(w: Any, row_modes: Sequence[int], col_modes: Sequence[in
     return t.transpose(order).reshape(merged)
 
 
-def tt_tensor_to_matrix(t: Any, row_modes: Sequence[int], col_modes: Sequence[int], xp: Any) -> Any:
-    """Inverse of :func:`matrix_to_tt_tensor`."""
+def _matrix_shape(row_modes: Sequence[int], col_modes: Sequence[int]) -> Tuple[int, int]:
+    """``(∏ o, ∏ c)``, after checking that the TT-matrix modes pair up."""
+    if len(row_modes) != len(col_modes):
+        raise ValueError(f"row_modes {tuple(row_modes)} and col_modes {tuple(col_modes)} must have equal lengths")
+    return math.prod(row_modes), math.prod(col_modes)
+
+
+def tt_tensor_to_matrix(t: Any, row_modes: Sequence[int], col_modes: Sequence[int], *,
+                        backend: "str | Backend | None" = None) -> Any:
+    """Inverse of :func:`matrix_to_tt_tensor`.
+
+    Parameters
+    ----------
+    t : array, shape (o_1 c_1, ..., o_m c_m) or any shape with that many entries
+    row_modes, col_modes : sequence of int, equal lengths m
+    backend : {"numpy", "numba", "cupy"} or Backend, optional
+        Default: the backend of ``t``.
+
+    Returns
+    -------
+    array, shape (∏ o, ∏ c), C-contiguous
+
+    Raises
+    ------
+    ValueError
+        If the modes have different lengths or ``t`` has the wrong number of entries.
+    """
+    shape = _matrix_shape(row_modes, col_modes)
+    if t.size != shape[0] * shape[1]:
+        raise ValueError(f"t has {t.size} entries but row_modes/col_modes multiply to {shape}")
+    xp = infer_backend(t, backend=backend).xp
     m = len(row_modes)
     inter = t.reshape(tuple(k for pair in zip(row_modes, col_modes) for k in pair))
     order = [2 * k for k in range(m)] + [2 * k + 1 for k in range(m)]
-    return xp.ascontiguousarray(inter.transpose(order)).reshape(math.prod(row_modes), math.prod(col_modes))
+    return xp.ascontiguousarray(inter.transpose(order)).reshape(shape)
 
 
 def tt_matrix_cores(cores: Sequence[Any], row_modes: Sequence[int], col_modes: Sequence[int]) -> List[Any]:
-    """Cores of the TT-matrix layout viewed as :math:`(r_{t-1}, o_t, c_t, r_t)`."""
+    """The cores of a TT of :func:`matrix_to_tt_tensor`'s layout viewed as TT-matrix cores (reshapes only).
+
+    Parameters
+    ----------
+    cores : sequence of arrays
+        Shapes :math:`(r_{t-1}, o_t c_t, r_t)`.
+    row_modes, col_modes : sequence of int, equal lengths m
+
+    Returns
+    -------
+    list of arrays
+        Views of shapes :math:`(r_{t-1}, o_t, c_t, r_t)`.
+    """
     return [c.reshape(c.shape[0], o, k, c.shape[2]) for c, o, k in zip(cores, row_modes, col_modes)]
 
 
-def tt_matrix_apply(cores4: Sequence[Any], x: Any, be: Any) -> Any:
-    r""":math:`\tilde W X` for TT-matrix cores :math:`(r_{t-1}, o_t, c_t, r_t)` and ``x`` (∏c × N),
-    without forming :math:`\tilde W`: one column mode is contracted per core.
+def tt_matrix_apply(cores4: Sequence[Any], x: Any, *, backend: "str | Backend | None" = None) -> Any:
+    r""":math:`\tilde W X` for a TT-matrix :math:`\tilde W`, without forming :math:`\tilde W`.
 
-    The running state has shape (∏ done o, r_t, ∏ remaining c, N); each step is one GEMM of
-    (done·rest·N) × (r_{t-1} c_t) by (r_{t-1} c_t) × (o_t r_t).
+    One column mode is contracted per core. The running state has shape
+    (∏ done o, r_t, ∏ remaining c, N); each step is one GEMM of (done·rest·N) × (r_{t-1} c_t) by
+    (r_{t-1} c_t) × (o_t r_t).
+
+    Parameters
+    ----------
+    cores4 : sequence of arrays
+        TT-matrix cores :math:`(r_{t-1}, o_t, c_t, r_t)` (:func:`tt_matrix_cores`), :math:`r_0 = r_m = 1`.
+    x : array, shape (∏ c, N)
+        Same dtype as the cores.
+    backend : {"numpy", "numba", "cupy"} or Backend, optional
+        Default: the backend of ``x`` and ``cores4``.
+
+    Returns
+    -------
+    array, shape (∏ o, N)
+
+    Raises
+    ------
+    ValueError
+        If the cores are not 4-D with chained ranks, or ``x`` is not a (∏ c, N) matrix.
     """
+    _check_cores(cores4, 4, "cores4")
+    n_cols = math.prod(c.shape[2] for c in cores4)
+    if getattr(x, "ndim", None) != 2 or x.shape[0] != n_cols:
+        raise ValueError(f"x must have shape ({n_cols}, N) for these cores, got {getattr(x, 'shape', None)}")
+    be = infer_backend(x, *cores4, backend=backend)
     xp = be.xp
     n = x.shape[1]
     z = x.reshape(1, 1, x.shape[0], n)
@@ -170,8 +386,27 @@ def tt_matrix_apply(cores4: Sequence[Any], x: Any, be: Any) -> Any:
 
 
 def factor_shape(n: int, max_mode: int = 4) -> Tuple[int, ...]:
-    """Factor ``n`` into modes no larger than ``max_mode`` where possible (largest prime factors kept),
-    e.g. 1024 -> (4,)*5, 561 -> (3, 11, 17)."""
+    """Factor ``n`` into modes no larger than ``max_mode`` where possible (larger prime factors kept).
+
+    Prime factors are merged greedily, smallest first, while the product stays ≤ ``max_mode``; e.g.
+    1024 -> (4, 4, 4, 4, 4), 561 -> (3, 11, 17).
+
+    Parameters
+    ----------
+    n : int
+        ≥ 1.
+    max_mode : int
+
+    Returns
+    -------
+    tuple of int
+        Ascending, product ``n``; ``(1,)`` for n = 1.
+
+    Raises
+    ------
+    ValueError
+        If ``n < 1``.
+    """
     if n < 1:
         raise ValueError(f"cannot factor {n}")
     primes = []

@@ -1,6 +1,7 @@
 r"""Empirical variational Bayesian matrix factorisation (EVBMF): rank and noise variance of a matrix.
 
-Model (Nakajima et al., JMLR 2013/2015): :math:`Y = BA^T + E`, :math:`E_{ij}\sim N(0,\sigma^2)`,
+Model ([N13] Nakajima, Sugiyama, Babacan, Tomioka, JMLR 14, 2013; [N15] Nakajima, Tomioka, Sugiyama,
+Babacan, JMLR 16, 2015): :math:`Y = BA^T + E`, :math:`E_{ij}\sim N(0,\sigma^2)`,
 :math:`Y\in\mathbb R^{L\times M}` with :math:`L\le M` (a tall input is transposed; every result is
 invariant), :math:`\alpha = L/M`, singular values :math:`\gamma_1\ge\dots\ge\gamma_L`.
 
@@ -29,6 +30,8 @@ from typing import Any
 
 import numpy as np
 from scipy.optimize import brentq, minimize_scalar
+
+from ..backend import Backend, infer_backend
 
 TAU_MODES = ("approx", "exact")
 _GRID = 64
@@ -71,7 +74,24 @@ class VBMFResult:
 
 
 def tau_lower(alpha: float, mode: str = "approx") -> float:
-    """:math:`\\underline\\tau` for aspect ratio :math:`\\alpha = L/M \\in (0, 1]`."""
+    r""":math:`\underline\tau` for the aspect ratio :math:`\alpha = L/M \in (0, 1]` ([N15]).
+
+    Parameters
+    ----------
+    alpha : float in (0, 1]
+    mode : {"approx", "exact"}
+        ``"approx"``: :math:`2.5129\sqrt\alpha` (the authors' code); ``"exact"``: the root of
+        :math:`\log(1+\tau)/\tau + \alpha\log(1+\tau/\alpha)/\tau = 1`.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        If ``mode`` is unknown (the message names ``tau_mode``).
+    """
     if mode == "approx":
         return 2.5129 * math.sqrt(alpha)
     if mode == "exact":
@@ -91,7 +111,25 @@ def _psi1(x: np.ndarray, alpha: float) -> np.ndarray:
 
 
 def omega(t: np.ndarray, s2: np.ndarray, fro2: float, L: int, M: int, xbar: float) -> np.ndarray:
-    """:math:`\\Omega` at :math:`t = \\log\\sigma^2` (vectorised over ``t``); ``s2`` = :math:`\\gamma_h^2`."""
+    r"""The EVBMF noise objective :math:`\Omega` at :math:`t = \log\sigma^2` (the module docstring's formula).
+
+    Parameters
+    ----------
+    t : float or array, shape (k,)
+        Points :math:`\log\sigma^2`.
+    s2 : numpy.ndarray, shape (H,)
+        Squared singular values :math:`\gamma_h^2` analysed.
+    fro2 : float
+        :math:`\|Y\|_F^2`.
+    L, M : int
+        The matrix's sizes, :math:`L \le M`.
+    xbar : float
+        The threshold :math:`\underline x`.
+
+    Returns
+    -------
+    numpy.ndarray, shape (k,), float64
+    """
     t = np.atleast_1d(np.asarray(t, dtype=float))
     alpha = L / M
     sig2 = np.exp(t)[:, None]
@@ -107,7 +145,7 @@ def _validate(y: Any, name: str) -> None:
         raise ValueError(f"{name} is empty (shape {y.shape})")
 
 
-def _as_float_matrix(y: Any, be: Any, name: str) -> Any:
+def _as_float_matrix(y: Any, be: Backend, name: str) -> Any:
     """``y`` on the backend as a 2-D float matrix; integer/bool/list input becomes float64."""
     if not hasattr(y, "dtype"):
         y = np.asarray(y)
@@ -121,7 +159,7 @@ def _as_float_matrix(y: Any, be: Any, name: str) -> Any:
     return y
 
 
-def singular_values(y: Any, be: Any) -> np.ndarray:
+def _singular_values(y: Any, be: Backend) -> np.ndarray:
     r"""Singular values of ``y`` (descending, host float64) without singular vectors.
 
     The eigenvalues of the :math:`L\times L` Gram (after orienting :math:`L\le M`): one ``syrk`` and a
@@ -135,8 +173,8 @@ def singular_values(y: Any, be: Any) -> np.ndarray:
     return np.sqrt(np.maximum(lam[::-1], 0.0))
 
 
-def _batched_singular_values(stack: Any, be: Any) -> np.ndarray:
-    """:func:`singular_values` for a (B, rows, cols) stack in one batched call."""
+def _batched_singular_values(stack: Any, be: Backend) -> np.ndarray:
+    """:func:`_singular_values` for a (B, rows, cols) stack in one batched call."""
     xp = be.xp
     if stack.shape[1] > stack.shape[2]:
         stack = stack.transpose(0, 2, 1)
@@ -147,10 +185,37 @@ def _batched_singular_values(stack: Any, be: Any) -> np.ndarray:
 def evbmf_from_singular_values(s: np.ndarray, fro2: float, shape: tuple, H: int | None = None,
                                tau_mode: str = "approx", sigma2: float | None = None,
                                eps: float = np.finfo(np.float64).eps) -> VBMFResult:
-    """EVBMF from the singular values ``s`` and :math:`\\|Y\\|_F^2` of a matrix of ``shape``.
+    r"""EVBMF from the singular values and :math:`\|Y\|_F^2` of a matrix (host, no array needed).
 
-    ``sigma2`` given: EVBMF with known noise variance (no search). ``H``: number of leading components
-    analysed (default all); the rest enters through the Frobenius norm.
+    The search, threshold and shrinkage of the module docstring ([N13], [N15]); :func:`evbmf` calls it
+    after computing ``s`` on its backend.
+
+    Parameters
+    ----------
+    s : array_like, shape (k,)
+        Singular values (any order; padded with zeros to L, truncated to L).
+    fro2 : float
+        :math:`\|Y\|_F^2`, computed directly (it carries the components not in ``s``).
+    shape : (int, int)
+        The matrix's shape, either orientation.
+    H : int, optional
+        Number of leading components analysed, 1..L (default L); the rest enters through ``fro2``.
+    tau_mode : {"approx", "exact"}
+        See :func:`tau_lower`.
+    sigma2 : float, optional
+        Known noise variance: no search.
+    eps : float
+        Machine epsilon of the data (the noise-free test's tolerance).
+
+    Returns
+    -------
+    VBMFResult
+
+    Raises
+    ------
+    ValueError
+        If ``H`` is out of range, the values are not finite, ``sigma2`` is not positive, or ``tau_mode``
+        is unknown.
     """
     L, M = sorted(int(d) for d in shape)
     transposed = shape[0] > shape[1]
@@ -207,29 +272,49 @@ def evbmf_from_singular_values(s: np.ndarray, fro2: float, shape: tuple, H: int 
     return done(float(sigma2), rank, shrunk, thr, f2)
 
 
-def evbmf(y: Any, backend: Any = "numpy", H: int | None = None, tau_mode: str = "approx",
-          sigma2: float | None = None, factors: bool = False) -> VBMFResult:
-    """Empirical VBMF of the matrix ``y`` on ``backend`` (see the module docstring for the formulas).
+def evbmf(y: Any, *, H: int | None = None, tau_mode: str = "approx", sigma2: float | None = None,
+          factors: bool = False, backend: "str | Backend | None" = None) -> VBMFResult:
+    r"""Empirical VBMF of a matrix: its rank :math:`\hat H` and noise variance :math:`\hat\sigma^2`.
+
+    Model :math:`Y = BA^T + E`, :math:`E_{ij} \sim N(0, \sigma^2)` (Nakajima et al., JMLR 2013 [N13] and
+    2015 [N15]): :math:`\hat\sigma^2` minimises :math:`\Omega` (:func:`omega`), searched in
+    :math:`\log\sigma^2`; :math:`\hat H = \#\{\gamma_h > \sqrt{M\hat\sigma^2\underline x}\}`; the
+    retained values are shrunk (module docstring). Needs only singular values, from the Gram matrix's
+    eigenvalues on the backend.
 
     Parameters
     ----------
-    y : 2-D array (numpy or the backend's)
-    backend : {"numpy", "numba", "cupy"} or Backend
+    y : array_like, shape (L, M)
+        Real matrix, any orientation (a tall one is analysed transposed); integers and bools are
+        promoted to float64, floats keep their dtype.
     H : int, optional
-        Leading components analysed (default all).
+        Leading components analysed, 1..min(L, M) (default all).
     tau_mode : {"approx", "exact"}
+        See :func:`tau_lower`.
     sigma2 : float, optional
         Known noise variance: skip the search.
     factors : bool
-        Also return ``(U_r, V_r)`` (computed only for the retained rank).
-    """
-    from ..backend import get_backend
+        Also return ``(U_r, V_r)`` in ``factors`` (one SVD, for the retained rank only).
+    backend : {"numpy", "numba", "cupy"} or Backend, optional
+        Default: the backend of ``y``.
 
-    be = get_backend(backend)
+    Returns
+    -------
+    VBMFResult
+        Host values (numpy float64).
+
+    Raises
+    ------
+    ValueError
+        If ``y`` is not a non-empty 2-D matrix, has NaN/Inf, or ``H``/``sigma2``/``tau_mode`` is invalid.
+    TypeError
+        If ``y`` is not real numeric (complex, object).
+    """
+    be = infer_backend(y, backend=backend)
     y = _as_float_matrix(y, be, "y")
     if not be.isfinite_all(y):
         raise ValueError("y contains NaN/Inf")
-    s = singular_values(y, be)
+    s = _singular_values(y, be)
     fro2 = float(be.to_numpy((y.astype(be.xp.float64) ** 2).sum()))
     res = evbmf_from_singular_values(s, fro2, tuple(y.shape), H, tau_mode, sigma2,
                                      eps=float(np.finfo(y.dtype).eps))
@@ -243,11 +328,30 @@ def evbmf(y: Any, backend: Any = "numpy", H: int | None = None, tau_mode: str = 
     return res
 
 
-def evbmf_batch(matrices: Sequence[Any], backend: Any = "numpy", tau_mode: str = "approx") -> list[VBMFResult]:
-    """:func:`evbmf` over many matrices; those of equal shape share one batched eigen/SVD call."""
-    from ..backend import get_backend
+def evbmf_batch(matrices: Sequence[Any], *, tau_mode: str = "approx",
+                backend: "str | Backend | None" = None) -> list[VBMFResult]:
+    """:func:`evbmf` of many matrices; those of equal shape share one batched eigenvalue call.
 
-    be = get_backend(backend)
+    Parameters
+    ----------
+    matrices : sequence of arrays
+        2-D float matrices, any shapes (numpy or the backend's).
+    tau_mode : {"approx", "exact"}
+        See :func:`tau_lower`.
+    backend : {"numpy", "numba", "cupy"} or Backend, optional
+        Default: the backend of ``matrices``.
+
+    Returns
+    -------
+    list of VBMFResult
+        In the order of ``matrices``; equal to :func:`evbmf` of each up to rounding.
+
+    Raises
+    ------
+    ValueError
+        If a matrix is not a non-empty 2-D matrix (the message names ``matrices[k]``) or has NaN/Inf.
+    """
+    be = infer_backend(*matrices, backend=backend)
     out: list[VBMFResult | None] = [None] * len(matrices)
     groups: dict = {}
     for k, y in enumerate(matrices):
@@ -265,23 +369,45 @@ def evbmf_batch(matrices: Sequence[Any], backend: Any = "numpy", tau_mode: str =
     return out  # type: ignore[return-value]
 
 
-def vbmf(y: Any, sigma2: float, c: float, backend: Any = "numpy") -> VBMFResult:
-    """VBMF with known noise variance :math:`\\sigma^2` and prior product :math:`c = c_ac_b`.
+def vbmf(y: Any, sigma2: float, c: float, *, backend: "str | Backend | None" = None) -> VBMFResult:
+    r"""VBMF with known noise variance :math:`\sigma^2` and prior product :math:`c = c_a c_b` ([N13]).
 
-    :math:`\\gamma_{VB} = \\sigma\\sqrt{(L+M)/2 + \\sigma^2/(2c^2) + \\sqrt{((L+M)/2 + \\sigma^2/(2c^2))^2 - LM}}`,
-    :math:`\\hat\\gamma_h = \\gamma_h\\big(1 - \\frac{\\sigma^2}{2\\gamma_h^2}(L + M + \\sqrt{(M-L)^2 + 4\\gamma_h^2/c^2})\\big)`.
+    :math:`\gamma_{VB} = \sigma\sqrt{(L+M)/2 + \sigma^2/(2c^2) + \sqrt{((L+M)/2 + \sigma^2/(2c^2))^2 - LM}}`;
+    the components with :math:`\gamma_h > \gamma_{VB}` are kept and shrunk to
+    :math:`\hat\gamma_h = \gamma_h\big(1 - \frac{\sigma^2}{2\gamma_h^2}(L + M + \sqrt{(M-L)^2 + 4\gamma_h^2/c^2})\big)`.
+
+    Parameters
+    ----------
+    y : array_like, shape (L, M)
+        Real matrix, as for :func:`evbmf`.
+    sigma2 : float
+        Noise variance :math:`\sigma^2 > 0`.
+    c : float
+        Prior product :math:`c_a c_b > 0`.
+    backend : {"numpy", "numba", "cupy"} or Backend, optional
+        Default: the backend of ``y``.
+
+    Returns
+    -------
+    VBMFResult
+        ``free_energy`` is NaN.
+
+    Raises
+    ------
+    ValueError
+        If ``sigma2`` or ``c`` is not a positive finite number, or ``y`` is not a finite non-empty 2-D matrix.
+    TypeError
+        If ``y`` is not real numeric.
     """
-    from ..backend import get_backend
-
-    be = get_backend(backend)
     for name, v in (("sigma2", sigma2), ("c", c)):
         if not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
             raise ValueError(f"{name} must be a positive number, got {v!r}")
+    be = infer_backend(y, backend=backend)
     y = _as_float_matrix(y, be, "y")
     if not be.isfinite_all(y):
         raise ValueError("y contains NaN/Inf")
     L, M = sorted(y.shape)
-    s = singular_values(y, be)
+    s = _singular_values(y, be)
     a = (L + M) / 2 + sigma2 / (2 * c * c)
     thr = math.sqrt(sigma2) * math.sqrt(a + math.sqrt(max(a * a - L * M, 0.0)))
     rank = int((s > thr).sum())

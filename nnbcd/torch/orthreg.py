@@ -62,11 +62,24 @@ def _factor(m: torch.Tensor, g: float, n_iter: int) -> torch.Tensor:
     return _so(m, 1.0, n_iter) / (k * k)
 
 
+#: kind -> penalty of one matrix view ``(m, gain, n_power_iter) -> scalar tensor`` (the module docstring's forms)
 PENALTIES: dict = {"so": _so, "dso": _dso, "srip": _srip, "offdiag": _offdiag, "factor": _factor}
 
 
 def regularised_layers(model: nn.Module, exclude_last_linear: bool = True) -> list[tuple[str, nn.Module]]:
-    """Every groups-1 Conv2d and every Linear except (by default) the last one, the classifier."""
+    """Every groups-1 Conv2d and every Linear except (by default) the last one, the classifier.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    exclude_last_linear : bool
+        Leave out the last Linear in ``named_modules`` order.
+
+    Returns
+    -------
+    list of (str, torch.nn.Module)
+        ``(name, module)`` pairs in ``named_modules`` order.
+    """
     layers = [(n, m) for n, m in model.named_modules()
               if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1)]
     linear = [n for n, m in layers if isinstance(m, nn.Linear)]
@@ -77,7 +90,33 @@ def regularised_layers(model: nn.Module, exclude_last_linear: bool = True) -> li
 
 def orthogonal_penalty(weights: Iterable[torch.Tensor], kind: str = "so", lam: float = 1e-4, gain: float = 1.0,
                        n_power_iter: int = 2) -> torch.Tensor:
-    """:math:`\\sum` over ``weights`` of the chosen penalty (add it to the training loss)."""
+    r"""λ times the sum over ``weights`` of the chosen penalty (add it to the training loss).
+
+    Each weight is viewed as a matrix W (out × in·k_h·k_w for a convolution); the forms are the module
+    docstring's (Bansal et al. 2018, "Can we gain more from orthogonality regularizations?").
+
+    Parameters
+    ----------
+    weights : iterable of torch.Tensor
+        Weights of shape (out, ...); at least one.
+    kind : {"so", "dso", "srip", "offdiag", "factor"}
+    lam : float ≥ 0
+        λ.
+    gain : float
+        g in :math:`G - g^2I` (unused by ``"offdiag"`` and ``"factor"``).
+    n_power_iter : int
+        Power iterations of ``"srip"``'s :math:`\sigma_{\max}` estimate.
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar in the weights' dtype, differentiable in the weights.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``kind``, ``lam < 0`` or no weights.
+    """
     if kind not in PENALTIES:
         raise ValueError(f"kind={kind!r} is not one of {sorted(PENALTIES)}")
     if lam < 0:
@@ -92,7 +131,28 @@ def orthogonal_penalty(weights: Iterable[torch.Tensor], kind: str = "so", lam: f
 def train_epochs(model: nn.Module, loader: Iterable, epochs: int, lr: float = 1e-3,
                  penalty: Callable[[nn.Module], torch.Tensor] | None = None,
                  on_epoch: Callable[[int, float], None] | None = None) -> nn.Module:
-    """A small Adam training loop (cross entropy + optional penalty) used by the example."""
+    """A small Adam training loop: cross entropy plus an optional penalty, the runners' trainer.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Trained in place.
+    loader : iterable of (x, y)
+        Batches of inputs and integer class labels.
+    epochs : int
+        Passes over ``loader`` (0: nothing is done).
+    lr : float
+        Adam's learning rate.
+    penalty : callable ``model -> scalar tensor``, optional
+        Added to every batch's loss.
+    on_epoch : callable ``(epoch, summed loss) -> None``, optional
+        Called after each epoch.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``model``.
+    """
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     loss_fn = nn.CrossEntropyLoss()
     for epoch in range(epochs):

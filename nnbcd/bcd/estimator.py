@@ -1,0 +1,448 @@
+"""The NN-BCD estimator (scikit-learn classifier) and its functional twin :func:`solve`.
+
+Layers are numbered ``0..L-1`` everywhere in the API (``compress``, ``tau``, ``coefs_``, the history's and
+``result_.compression``'s keys): layer ``i`` is the paper's :math:`W_{i+1}`.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Mapping
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import (
+    check_array,
+    check_consistent_length,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
+
+from .. import _validation as val
+from ..backend import Backend, check_dtype, get_backend
+from ..compress.base import Compression
+from ..result import SolveResult, Status
+from .blocks import Workspace
+from .conv import InputConv2d
+from .init import init_weight
+from .loop import Scored, run
+from .objective import forward
+from .state import BCDState, Hyper
+
+logger = logging.getLogger(__name__)
+
+#: dtypes sklearn's validation keeps as they are (anything else becomes float64 before the model's cast)
+_INPUT_DTYPES = (np.float64, np.float32)
+
+
+class NNBCD(ClassifierMixin, BaseEstimator):
+    r"""Gradient-free training of an MLP by block coordinate descent (NN-BCD, arXiv 2303.06815).
+
+    Minimises (spec §2), over :math:`V_i, U_i, W_i, b_i` and the compressed copies :math:`\tilde W_i`,
+
+    .. math::
+
+        \Phi = \kappa\Big[\tfrac12\|V_L-Y\|^2 + \tfrac\gamma2\|V_L-U_L\|^2
+        + \sum_{i<L}\tfrac\gamma2\|V_i-\sigma(U_i)\|^2
+        + \sum_i\tfrac\rho2\|U_i-W_iV_{i-1}-b_i1^T\|^2\Big] + \sum_{i\in C}\tfrac\tau2\|W_i-\tilde W_i\|^2
+
+    with one exact (proximal) minimisation per block, swept backwards over the layers (paper numbering
+    :math:`W_1..W_L` in the formula; the API numbers layers ``0..L-1``, layer ``i`` being the paper's
+    :math:`W_{i+1}`).
+
+    The network's widths are ``(d_0, *hidden_layer_sizes, d_L)``, with ``d_0 = n_features_in_`` and
+    ``d_L = len(classes_)`` taken from the data; with ``conv``, ``(C·H·W, conv.n_out,
+    *hidden_layer_sizes, d_L)``.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : int or sequence of int, default (256, 256)
+        Widths of the hidden layers (after the conv layer, when there is one); ``()`` for none.
+    conv : InputConv2d, optional
+        A convolutional first layer (layer 0); ``X``'s rows then hold ``conv.in_shape`` images.
+    gamma, rho, alpha : float > 0
+        Activation coupling γ, linear coupling ρ, proximal weight α.
+    alpha_w, alpha_b : float > 0, optional
+        Prox weights of the W and bias blocks (default ``alpha``).
+    compress : mapping {int: Compression}, optional
+        Compression spec per layer, keyed by layer ``0..L-1``. One spec object shared by several layers
+        is one group (e.g. global pruning). A conv layer 0 is not compressed.
+    tau : float ≥ 0 or mapping {int: float}
+        Compression coupling τ, one value or one per compressed layer (keys ``0..L-1``).
+    bias : bool
+        Train biases with their exact joint update (the reference has none).
+    loss_scale : {"sum", "mean"}
+        κ = 1 (reference) or κ = 1/N (hyperparameters transfer across data-set sizes).
+    init : str
+        Weight init scheme, one of :data:`nnbcd.bcd.init.INIT_SCHEMES`.
+    init_scale : float > 0
+        Multiplier of the initial weights.
+    max_iter : int ≥ 0
+        Most sweeps (iterations) to run.
+    tol : float > 0, optional
+        Stop when :math:`|\Phi^{prev}-\Phi| \le tol\cdot\max(1,|\Phi^{prev}|)` between consecutive
+        monitored iterations. When given and ``max_iter`` is reached first, ``fit`` warns
+        (:class:`~sklearn.exceptions.ConvergenceWarning`).
+    monitor_every : int ≥ 1
+        Record the objective terms and metrics every this many iterations (NaN in between); the last
+        iteration is always recorded. Monitoring never changes the iterates.
+    verbose : bool
+        Show a tqdm progress bar with the train/val accuracy.
+    backend : {"numpy", "numba", "cupy"} or Backend
+    dtype : {"float32", "float64"}
+        Precision of the whole computation.
+    random_state : int, numpy.random.Generator or None
+        Seed of the weight initialisation (as ``numpy.random.default_rng`` takes it).
+    v_solve, w_solve : {"auto", "direct", "woodbury"}
+        Force one form of the V/W solves (``"auto"`` chooses by FLOP count).
+
+    Attributes
+    ----------
+    classes_ : ndarray, shape (n_classes,)
+        The class labels (``np.unique(y)``); output unit ``k`` stands for ``classes_[k]``.
+    n_features_in_ : int
+        d_0.
+    feature_names_in_ : ndarray of str
+        Column names, when ``X`` had them.
+    coefs_ : list of ndarray, shape (d_{i+1}, d_i)
+        Deployed weight of each layer ``0..L-1`` (the compressed copy for compressed layers), in the
+        paper's orientation: ``coefs_[i] @ h`` maps a column of layer inputs (the transpose of
+        ``MLPClassifier.coefs_``). A conv layer 0 is its kernel reshaped to (F, C·k_h·k_w).
+    intercepts_ : list of (ndarray of shape (d_{i+1},) or None)
+        Biases (per filter for a conv layer); ``None`` entries when ``bias=False``.
+    n_iter_ : int
+        Sweeps run.
+    result_ : SolveResult
+        Status, history and final iterate of the last fit.
+    state_ : BCDState
+        The final iterate on the backend.
+    backend_ : Backend
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> X, y = load_digits(return_X_y=True)
+    >>> model = NNBCD((64,), max_iter=3, random_state=0).fit(X / 16, y)
+    >>> model.coefs_[0].shape, model.n_iter_
+    ((64, 64), 3)
+    """
+
+    def __init__(
+        self,
+        hidden_layer_sizes: "int | Sequence[int]" = (256, 256),
+        *,
+        conv: Optional[InputConv2d] = None,
+        gamma: float = 0.5,
+        rho: float = 0.5,
+        alpha: float = 1.0,
+        alpha_w: Optional[float] = None,
+        alpha_b: Optional[float] = None,
+        compress: Optional[Mapping] = None,
+        tau: "float | Mapping[int, float]" = 0.0,
+        bias: bool = False,
+        loss_scale: str = "sum",
+        init: str = "xavier_normal",
+        init_scale: float = 1.0,
+        max_iter: int = 100,
+        tol: Optional[float] = None,
+        monitor_every: int = 1,
+        verbose: bool = False,
+        backend: "str | Backend" = "numpy",
+        dtype: str = "float64",
+        random_state: Any = None,
+        v_solve: str = "auto",
+        w_solve: str = "auto",
+    ) -> None:
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.conv = conv
+        self.gamma = gamma
+        self.rho = rho
+        self.alpha = alpha
+        self.alpha_w = alpha_w
+        self.alpha_b = alpha_b
+        self.compress = compress
+        self.tau = tau
+        self.bias = bias
+        self.loss_scale = loss_scale
+        self.init = init
+        self.init_scale = init_scale
+        self.max_iter = max_iter
+        self.tol = tol
+        self.monitor_every = monitor_every
+        self.verbose = verbose
+        self.backend = backend
+        self.dtype = dtype
+        self.random_state = random_state
+        self.v_solve = v_solve
+        self.w_solve = w_solve
+
+    # ---- validation ------------------------------------------------------------------------------
+    def _checked_params(self) -> Dict[str, Any]:
+        """The constructor parameters that do not depend on the data, validated."""
+        if self.conv is not None and not isinstance(self.conv, InputConv2d):
+            raise TypeError(f"conv must be an InputConv2d or None, got {type(self.conv).__name__}")
+        alpha = val.check_positive(self.alpha, "alpha")
+        return {
+            "hidden": val.check_hidden_layer_sizes(self.hidden_layer_sizes),
+            "gamma": val.check_positive(self.gamma, "gamma"),
+            "rho": val.check_positive(self.rho, "rho"),
+            "alpha": alpha,
+            "alpha_w": val.check_positive(alpha if self.alpha_w is None else self.alpha_w, "alpha_w"),
+            "alpha_b": val.check_positive(alpha if self.alpha_b is None else self.alpha_b, "alpha_b"),
+            "loss_scale": val.check_choice(self.loss_scale, ("sum", "mean"), "loss_scale"),
+            "init_scale": val.check_positive(self.init_scale, "init_scale"),
+            "max_iter": val.check_int(self.max_iter, "max_iter", minimum=0),
+            "tol": None if self.tol is None else val.check_positive(self.tol, "tol"),
+            "monitor_every": val.check_int(self.monitor_every, "monitor_every"),
+            "dtype": check_dtype(self.dtype),
+            "be": get_backend(self.backend),
+            "v_solve": val.check_choice(self.v_solve, ("auto", "direct", "woodbury"), "v_solve"),
+            "w_solve": val.check_choice(self.w_solve, ("auto", "direct", "woodbury"), "w_solve"),
+        }
+
+    def _checked_compression(self, widths: Tuple[int, ...]) -> Tuple[Dict[int, Compression], Dict[int, float]]:
+        """``compress`` and ``tau`` as dicts keyed by the compressed layers ``0..L-1``."""
+        L = len(widths) - 1
+        compress: Dict[int, Compression] = {}
+        for layer, spec in dict(self.compress or {}).items():
+            if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not 0 <= layer < L:
+                raise ValueError(f"compress has key {layer!r}; layers are numbered 0..{L - 1} "
+                                 f"(layer i is the paper's W_(i+1))")
+            if layer == 0 and self.conv is not None:
+                raise ValueError("compress[0]: layer 0 is the conv kernel, which is not compressed "
+                                 f"(compress layers 1..{L - 1})")
+            if not isinstance(spec, Compression):
+                raise TypeError(f"compress[{layer}] must be a Compression (TT, Prune, ...), got {type(spec).__name__}")
+            spec.validate((widths[layer + 1], widths[layer]), f"compress[{layer}]")
+            compress[int(layer)] = spec
+        if isinstance(self.tau, Mapping):
+            extra = set(self.tau) - set(compress)
+            if extra:
+                raise ValueError(f"tau has keys {sorted(extra, key=repr)} that are not compressed layers "
+                                 f"(compressed: {sorted(compress)}; layers are numbered 0..{L - 1})")
+            tau = {i: val.check_positive(self.tau.get(i, 0.0), f"tau[{i}]", allow_zero=True) for i in compress}
+        else:
+            t = val.check_positive(self.tau, "tau", allow_zero=True)
+            tau = {i: t for i in compress}
+        if compress and not any(tau.values()) and not all(s.replaces_weight for s in compress.values()):
+            logger.warning("compress is set but tau is 0: the compressed copies do not act on the weights")
+        return compress, tau
+
+    def _validation_labels(self, y_val: Any) -> np.ndarray:
+        """Indices into ``classes_`` of the validation labels, which must be classes of ``y``."""
+        y_val = column_or_1d(val.to_host(y_val), warn=True)
+        unknown = np.setdiff1d(y_val, self.classes_)
+        if unknown.size:
+            raise ValueError(f"y_val has labels {unknown.tolist()} that are not in y's classes "
+                             f"{self.classes_.tolist()}")
+        return np.searchsorted(self.classes_, y_val)
+
+    # ---- fit ---------------------------------------------------------------------------------------
+    def fit(self, X: Any, y: Any, *, X_val: Any = None, y_val: Any = None,
+            callback: Optional[Callable[[SolveResult], Any]] = None) -> "NNBCD":
+        """Run NN-BCD for at most ``max_iter`` sweeps.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_samples, n_features)
+            Training samples (any real dtype; computed in ``dtype``). With ``conv``, each row holds one
+            image of shape ``conv.in_shape``, flattened row-major.
+        y : array-like, shape (n_samples,)
+            Class labels of any kind (ints, strings, ...); ``classes_ = np.unique(y)``.
+        X_val, y_val : array-like, optional
+            Validation data (labels among ``y``'s), scored with the deployed network at monitored
+            iterations (``val_*`` in the history).
+        callback : callable, optional
+            ``callback(intermediate_result)`` after every sweep, with a :class:`~nnbcd.result.SolveResult`
+            that has no ``status``/``success``/``message`` yet; raising ``StopIteration`` stops the run
+            with status 99.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError, TypeError
+            Naming the parameter or input that is invalid.
+
+        Warns
+        -----
+        ConvergenceWarning
+            When ``tol`` is given and ``max_iter`` sweeps ran without meeting it (status 1).
+        """
+        cfg = self._checked_params()
+        be, dtype = cfg["be"], cfg["dtype"]
+        X, y = validate_data(self, val.to_host(X), val.to_host(y), dtype=_INPUT_DTYPES)
+        _check_conv_input(X, self.conv)
+        check_classification_targets(y)
+        self.classes_ = np.unique(y)
+        labels = np.searchsorted(self.classes_, y)
+        first = (X.shape[1],) if self.conv is None else (self.conv.n_in, self.conv.n_out)
+        widths = first + cfg["hidden"] + (len(self.classes_),)
+        compress, tau = self._checked_compression(widths)
+        validation = None
+        if (X_val is None) != (y_val is None):
+            raise ValueError("pass both X_val and y_val, or neither")
+        if X_val is not None:
+            xv = check_array(val.to_host(X_val), dtype=_INPUT_DTYPES, input_name="X_val")
+            if xv.shape[1] != X.shape[1]:
+                raise ValueError(f"X_val has {xv.shape[1]} features but X has {X.shape[1]}")
+            lv = self._validation_labels(y_val)
+            check_consistent_length(xv, lv)
+            x_cols = be.asarray(xv.T, dtype)
+            validation = Scored(x_cols, be.asarray(_one_hot(lv, len(self.classes_)), dtype), be.xp.asarray(lv),
+                                None if self.conv is None else self.conv.patches(x_cols, be))
+        hp = Hyper(gamma=cfg["gamma"], rho=cfg["rho"], alpha=cfg["alpha"], alpha_w=cfg["alpha_w"],
+                   alpha_b=cfg["alpha_b"], kappa=1.0 if cfg["loss_scale"] == "sum" else 1.0 / X.shape[0])
+        st = self._initial_state(widths, compress, tau, be, be.asarray(X.T, dtype),
+                                 be.asarray(_one_hot(labels, len(self.classes_)), dtype), cfg["init_scale"])
+        ws = Workspace(st, be, cfg["v_solve"], cfg["w_solve"])
+        result = run(st, hp, be, ws, labels=be.xp.asarray(labels), validation=validation,
+                     max_iter=cfg["max_iter"], tol=cfg["tol"], monitor_every=cfg["monitor_every"],
+                     callback=callback, verbose=bool(self.verbose))
+        if cfg["tol"] is not None and result.status == Status.MAX_ITER:
+            warnings.warn(f"NNBCD reached max_iter={cfg['max_iter']} before the relative objective change "
+                          f"fell below tol={cfg['tol']}; increase max_iter or tol.", ConvergenceWarning,
+                          stacklevel=2)
+        self.result_ = result
+        self.state_ = st
+        self.backend_ = be
+        self.coefs_ = [be.to_numpy(w) for w in result.x["W_deployed"]]
+        self.intercepts_ = [None if b is None else be.to_numpy(b) for b in result.x["b"]]
+        self.n_iter_ = result.nit
+        return self
+
+    def _initial_state(self, widths: Tuple[int, ...], compress: Dict[int, Compression], tau: Dict[int, float],
+                       be: Backend, X: Any, Y: Any, init_scale: float) -> BCDState:
+        """Weights from the init scheme, zero biases, initial compressed copies and the forward pass (spec §5)."""
+        dtype = X.dtype
+        rng = np.random.default_rng(self.random_state)
+        conv = self.conv
+        L = len(widths) - 1
+        # the conv kernel is stored as Z^T (filters × patch size): a dense layer on patch samples
+        shapes = [(conv.filters, conv.patch_size) if (i == 0 and conv) else (widths[i + 1], widths[i])
+                  for i in range(L)]
+        W = [be.asarray(init_weight(self.init, rng, *shape, init_scale), dtype) for shape in shapes]
+        b = [be.zeros(shape[0], dtype) if self.bias else None for shape in shapes]
+        st = BCDState(W=W, b=b, U=[], V=[], X=X, Y=Y, compress=compress, tau=tau, conv=conv,
+                      patches=None if conv is None else conv.patches(X, be))
+        for i, spec in compress.items():
+            st.Wt[i] = spec.initial(W[i], backend=be, weights=st.group(i))
+        for i, spec in compress.items():  # after all initial copies: a global threshold sees W^0
+            if spec.replaces_weight:
+                st.W[i] = st.Wt[i].dense.copy()
+        for i in range(L):  # forward pass with the weights in use: every coupling term is 0 (spec §5)
+            u = st.linear(i, be)
+            if b[i] is not None:
+                u += st.bias_rows(i, be)[:, None]
+            st.U.append(u)
+            st.V.append(be.relu(u) if i < L - 1 else u.copy())
+        return st
+
+    # ---- inference ---------------------------------------------------------------------------------
+    def _outputs(self, X: Any) -> np.ndarray:
+        """Network outputs (n_samples × n_classes) with the deployed weights."""
+        check_is_fitted(self)
+        X = validate_data(self, val.to_host(X), reset=False, dtype=_INPUT_DTYPES)
+        _check_conv_input(X, self.state_.conv)
+        be = self.backend_
+        dtype = self.coefs_[0].dtype
+        w = [be.asarray(c, dtype) for c in self.coefs_]
+        b = [None if c is None else be.asarray(c, dtype) for c in self.intercepts_]
+        return be.to_numpy(forward(w, b, be.asarray(X.T, dtype), be, self.state_.conv)).T
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Network outputs :math:`f(X)`, with the deployed (compressed) weights.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray, shape (n_samples, n_classes), or (n_samples,) for two classes
+            Output ``k`` scores ``classes_[k]``; for two classes, :math:`f_1(X) - f_0(X)` (positive for
+            ``classes_[1]``), as scikit-learn's binary classifiers return.
+        """
+        out = self._outputs(X)
+        return out[:, 1] - out[:, 0] if out.shape[1] == 2 else out
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Class labels: ``classes_[argmax f(X)]``.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray, shape (n_samples,)
+            Labels of ``classes_``'s dtype.
+        """
+        winners = self._outputs(X).argmax(axis=1)
+        return self.classes_[winners]
+
+    def export(self) -> Dict[str, List[Any]]:
+        """The deployed network in storage form.
+
+        Returns
+        -------
+        dict
+            ``{"layers": [...], "biases": [...]}``, indexed by layer ``0..L-1``: for each layer the
+            compression spec's export of its compressed copy (TT cores, a ``scipy.sparse`` matrix, ...)
+            or the dense weight (numpy), and :attr:`intercepts_`.
+        """
+        check_is_fitted(self)
+        st = self.state_
+        layers = [st.compress[i].export(st.Wt[i]) if i in st.Wt else self.backend_.to_numpy(st.W[i])
+                  for i in range(st.n_layers)]
+        return {"layers": layers, "biases": self.intercepts_}
+
+    # ---- pickling ----------------------------------------------------------------------------------
+    def __getstate__(self) -> Dict[str, Any]:
+        state = super().__getstate__()
+        if "backend_" in state:  # a backend holds modules and compiled kernels: its name travels instead
+            state = dict(state, backend_=state["backend_"].name)
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        if isinstance(state.get("backend_"), str):
+            state = dict(state, backend_=get_backend(state["backend_"]))
+        super().__setstate__(state)
+
+
+def _check_conv_input(X: np.ndarray, conv: Optional[InputConv2d]) -> None:
+    """A conv first layer reads rows of exactly C·H·W pixels."""
+    if conv is not None and X.shape[1] != conv.n_in:
+        raise ValueError(f"X has {X.shape[1]} features but conv.in_shape {conv.in_shape} expects {conv.n_in}")
+
+
+def _one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """(n_classes, n) float64 matrix with a 1 in row ``labels[j]`` of column ``j``."""
+    onehot = np.zeros((n_classes, labels.size))
+    onehot[labels, np.arange(labels.size)] = 1.0
+    return onehot
+
+
+def solve(X: Any, y: Any, *, X_val: Any = None, y_val: Any = None,
+          callback: Optional[Callable[[SolveResult], Any]] = None, **params: Any) -> SolveResult:
+    """Functional form of :class:`NNBCD` (scipy.optimize style).
+
+    Parameters
+    ----------
+    X, y, X_val, y_val, callback
+        As :meth:`NNBCD.fit`.
+    **params
+        :class:`NNBCD`'s constructor parameters.
+
+    Returns
+    -------
+    SolveResult
+        ``NNBCD(**params).fit(X, y, X_val=X_val, y_val=y_val, callback=callback).result_``.
+    """
+    return NNBCD(**params).fit(X, y, X_val=X_val, y_val=y_val, callback=callback).result_

@@ -1,0 +1,215 @@
+"""The NN-BCD run loop: sweeps, monitoring, stopping rules and the result (spec §6).
+
+Monitoring is separate from updating: a monitored iteration measures the block steps and records the
+objective terms and the deployed network's metrics; it never changes the iterates.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+
+from ..backend import Backend
+from ..compress.accounting import compression_ratios
+from ..ops.prune import effective_sparsity, true_sparsity
+from ..result import History, SolveResult, Status
+from .blocks import REPORTED_KINDS, Workspace
+from .objective import forward, net_metrics, objective_terms
+from .state import BCDState, Hyper
+from .sweep import sweep
+
+
+@dataclass
+class Scored:
+    """Data the deployed network is scored on, on the solver's backend.
+
+    Parameters
+    ----------
+    x : array, shape (d_0, N)
+        Inputs as columns.
+    y : array, shape (K, N)
+        One-hot targets.
+    labels : int array, shape (N,)
+        Class indices ``0..K-1``.
+    patches : array, optional
+        A conv first layer's :math:`\\hat X^T` for ``x``.
+    """
+
+    x: Any
+    y: Any
+    labels: Any
+    patches: Any = None
+
+
+def monitor(st: BCDState, hp: Hyper, be: Backend, ws: Workspace, labels: Any,
+            validation: Optional[Scored]) -> Dict[str, float]:
+    """The record of a monitored iteration.
+
+    Parameters
+    ----------
+    st : BCDState
+    hp : Hyper
+    be : Backend
+    ws : Workspace
+        Its product buffers are used as scratch.
+    labels : int array, shape (N,)
+        Training class indices, on ``be``.
+    validation : Scored, optional
+
+    Returns
+    -------
+    dict of str to float
+        The objective terms (:func:`~nnbcd.bcd.objective.objective_terms`), ``loss``/``acc``/``bacc`` of
+        the deployed network on the training data, ``val_*`` on ``validation``, and with compression
+        ``n_params_i``, the compression ratios and (pruning) the sparsities.
+    """
+    rec = objective_terms(st, hp, be, ws.prod)
+    weights = [st.deployed(i) for i in range(st.n_layers)]
+    out = forward(weights, st.b, st.X, be, st.conv, st.patches)
+    rec.update(net_metrics(out, st.Y, labels, hp.kappa, be))
+    if validation is not None:
+        kappa = 1.0 if hp.kappa == 1.0 else 1.0 / validation.x.shape[1]
+        out = forward(weights, st.b, validation.x, be, st.conv, validation.patches)
+        rec.update({f"val_{k}": v for k, v in net_metrics(out, validation.y, validation.labels, kappa, be).items()})
+    if st.Wt:
+        rec.update(_compression_metrics(st, be, weights))
+    return rec
+
+
+def _compression_metrics(st: BCDState, be: Backend, deployed: List[Any]) -> Dict[str, float]:
+    """Per-layer stored numbers, CR_1 / CR_2 / cr_honest and, with pruning, the sparsities (spec §6)."""
+    rec: Dict[str, float] = {f"n_params_{i}": c.n_params for i, c in st.Wt.items()}
+    rec.update(compression_ratios(
+        [tuple(w.shape) for w in st.W],
+        {i: c.n_params for i, c in st.Wt.items()},
+        {i: c.info.get("n_stored", c.n_params) for i, c in st.Wt.items()},
+        n_biases=sum(b.size for b in st.b if b is not None),
+        conv_layers=(0,) if st.conv is not None else (),
+    ))
+    if any("sparsity" in c.info for c in st.Wt.values()):
+        host = [be.to_numpy(w) for w in deployed]
+        rec["true_sparsity"] = true_sparsity(host)
+        rec["effective_sparsity"] = effective_sparsity(host, [None if b is None else be.to_numpy(b) for b in st.b])
+    return rec
+
+
+def run(st: BCDState, hp: Hyper, be: Backend, ws: Workspace, *, labels: Any, validation: Optional[Scored],
+        max_iter: int, tol: Optional[float], monitor_every: int,
+        callback: Optional[Callable[[SolveResult], Any]], verbose: bool) -> SolveResult:
+    r"""Sweep until a stopping rule holds.
+
+    Parameters
+    ----------
+    st : BCDState
+        The initial iterate, updated in place (on a failure, its weights are reset to the last finite
+        iterate).
+    hp : Hyper
+    be : Backend
+    ws : Workspace
+    labels : int array, shape (N,)
+        Training class indices, on ``be``.
+    validation : Scored, optional
+    max_iter : int
+        Most sweeps to run.
+    tol : float, optional
+        Stop with :attr:`~nnbcd.result.Status.CONVERGED` when, between consecutive monitored
+        iterations, :math:`|\Phi^{prev}-\Phi| \le tol\cdot\max(1,|\Phi^{prev}|)`.
+    monitor_every : int
+        Monitor every this many sweeps and the last one.
+    callback : callable, optional
+        Called after every completed sweep with the intermediate :class:`~nnbcd.result.SolveResult`
+        (no ``status``/``success``/``message``); raising ``StopIteration`` stops the run.
+    verbose : bool
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    SolveResult
+        With the :class:`~nnbcd.result.Status` the run stopped with; ``nit`` sweeps, one history
+        record each (the failed sweep's record included).
+    """
+    from tqdm.auto import tqdm
+
+    history = History()
+    status = Status.MAX_ITER
+    fun = math.nan
+    total = 0.0
+    nit = 0
+    last_good = _snapshot(st)
+    previous = None
+    with tqdm(total=max_iter, disable=not verbose or None, desc="nnbcd") as bar:
+        for k in range(1, max_iter + 1):
+            nit = k
+            monitored = k % monitor_every == 0 or k == max_iter
+            t0 = time.perf_counter()
+            try:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    rec = sweep(st, hp, be, ws, track=monitored)
+                failure = None if _finite(st, be) else Status.NON_FINITE
+            except np.linalg.LinAlgError:
+                # every system is SPD in exact arithmetic: only overflowing or non-finite data get here
+                rec, failure = {}, Status.NOT_POSITIVE_DEFINITE
+            rec["time"] = time.perf_counter() - t0
+            total += rec["time"]
+            if failure is not None:
+                status = failure
+                _restore(st, last_good)
+                history.append(rec)
+                break
+            if not monitored:
+                rec.update({key: math.nan for key in rec if key.startswith("step_") or key == "prox_step_sq"})
+            rec["step_sq"] = sum(rec[f"step_{kind}"] for kind in REPORTED_KINDS)
+            last_good = _snapshot(st)
+            if monitored:
+                t1 = time.perf_counter()
+                rec.update(monitor(st, hp, be, ws, labels, validation))
+                rec["time_monitor"] = time.perf_counter() - t1
+                fun = rec["objective"]
+            history.append(rec)
+            bar.update(1)
+            if monitored:
+                post = {"acc": f"{rec['acc']:.4f}", "objective": f"{fun:.4g}"}
+                if "val_acc" in rec:
+                    post["val_acc"] = f"{rec['val_acc']:.4f}"
+                bar.set_postfix(post, refresh=False)
+                if tol is not None:
+                    if previous is not None and abs(previous - fun) <= tol * max(1.0, abs(previous)):
+                        status = Status.CONVERGED
+                        break
+                    previous = fun
+            if callback is not None:
+                try:
+                    callback(SolveResult(_fields(st, history, k, fun, total)))
+                except StopIteration:
+                    status = Status.CALLBACK
+                    break
+    return SolveResult.finished(status, **_fields(st, history, nit, fun, total))
+
+
+def _fields(st: BCDState, history: History, nit: int, fun: float, total: float) -> Dict[str, Any]:
+    """Everything a result holds but its status."""
+    x = {
+        "W": list(st.W),
+        "b": list(st.b),
+        "Wt": dict(st.Wt),
+        "W_deployed": [st.deployed(i) for i in range(st.n_layers)],
+    }
+    compression = {i: dict(c.info, n_params=c.n_params) for i, c in st.Wt.items()}
+    return dict(x=x, nit=nit, fun=fun, history=history, time=total, compression=compression)
+
+
+def _finite(st: BCDState, be: Backend) -> bool:
+    # weights are small and every block feeds them, so a non-finite sweep shows up here
+    return all(be.isfinite_all(w) for w in st.W) and be.isfinite_all(st.V[-1])
+
+
+def _snapshot(st: BCDState) -> Dict[str, Any]:
+    return {"W": [w.copy() for w in st.W], "b": [None if b is None else b.copy() for b in st.b],
+            "Wt": dict(st.Wt)}
+
+
+def _restore(st: BCDState, snap: Dict[str, Any]) -> None:
+    st.W, st.b, st.Wt = snap["W"], snap["b"], snap["Wt"]

@@ -1,0 +1,201 @@
+"""The NN-BCD runner: train :class:`nnbcd.NNBCD` on a preset's data, write ``result.json`` and ``convergence.png``.
+
+Tables of a ``method = "nnbcd"`` preset (layer indices are 0-based: layer i is the paper's W_{i+1})::
+
+    [data]       name, path, test_size, seed, dtype, fraction
+    [model]      the NNBCD constructor's model parameters: hidden_layer_sizes, gamma, rho, alpha, tau,
+                 bias, loss_scale, init, init_scale, backend, dtype, random_state, v_solve, w_solve, ...
+    [model.conv] in_shape, filters, kernel, stride          (optional convolutional first layer)
+    [fit]        max_iter, tol, monitor_every, verbose
+    [[compress]] layers = [0, 1], type = "tt" | "prune", and the spec's own keys (rank, shape, sparsity, ...)
+
+The input and output widths come from the data (``X.shape[1]`` or the conv's ``in_shape``, the number of
+classes), as :class:`nnbcd.NNBCD` takes them.
+"""
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any, Dict, List, Mapping
+
+import numpy as np
+
+from ..bcd import NNBCD, InputConv2d
+from ..compress import TT, Compression, Prune
+from ..convergence import plot_convergence, rate, sufficient_decrease
+from .schema import Field, Preset, check_keys, ensure_out_dir, load_data, parse_preset
+
+__all__ = ["COMPRESSIONS", "FIT_KEYS", "build_compression", "check", "make_estimator", "run"]
+
+#: NNBCD constructor parameters that say how the model is trained: they go in ``[fit]``, not ``[model]``.
+FIT_KEYS = ("max_iter", "tol", "monitor_every", "verbose")
+
+#: ``[[compress]] type`` -> the compression spec class its other keys construct.
+COMPRESSIONS = {"tt": TT, "prune": Prune}
+
+
+def _conv(value: Any, where: str) -> InputConv2d:
+    if not isinstance(value, dict):
+        raise ValueError(f"{where} must be a table ([model.conv] in_shape, filters, kernel, stride), got {value!r}")
+    check_keys(value, set(inspect.signature(InputConv2d).parameters), "model.conv")
+    return InputConv2d(**value)
+
+
+def _tau(value: Any, where: str) -> Any:
+    # a TOML inline table has string keys: {0 = 5.0} arrives as {"0": 5.0}
+    if not isinstance(value, dict):
+        return value
+    try:
+        return {int(k): v for k, v in value.items()}
+    except ValueError:
+        raise ValueError(f"{where}: the keys of a tau table are layer indices (0-based), got {sorted(value)}") from None
+
+
+def _model_fields() -> Dict[str, Field]:
+    special = {"conv": Field(check=_conv), "tau": Field(check=_tau)}
+    return {name: special.get(name, Field()) for name in inspect.signature(NNBCD).parameters
+            if name not in FIT_KEYS and name != "compress"}
+
+
+# values checked by NNBCD itself; ``verbose`` is added by parse_preset for every runner
+_FIT_FIELDS = {key: Field() for key in FIT_KEYS if key != "verbose"}
+
+
+def build_compression(entries: List[Mapping[str, Any]]) -> Dict[int, Compression]:
+    """``[[compress]]`` tables -> ``{layer: spec}``; the layers of one table share one spec object.
+
+    Parameters
+    ----------
+    entries : list of mapping
+        Each with ``type`` (a key of :data:`COMPRESSIONS`), ``layers`` (a non-empty list of 0-based layer
+        indices) and the spec class's own keyword arguments.
+
+    Returns
+    -------
+    dict of int to Compression
+        The ``compress`` argument of :class:`nnbcd.NNBCD`.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``type``, missing or empty ``layers``, a layer compressed twice, a key the spec class
+        does not take (named with its table, ``[compress #1]``), or a value the spec rejects.
+    """
+    out: Dict[int, Compression] = {}
+    for n, entry in enumerate(entries):
+        entry = dict(entry)
+        where = f"compress #{n + 1}"
+        kind = entry.pop("type", None)
+        layers = entry.pop("layers", None)
+        if kind not in COMPRESSIONS:
+            raise ValueError(f"[{where}] type = {kind!r}; choose one of {sorted(COMPRESSIONS)}")
+        if not isinstance(layers, list) or not layers:
+            raise ValueError(f"[{where}] needs layers = [i, ...] (0-based: layer 0 is the first weight matrix)")
+        cls = COMPRESSIONS[kind]
+        check_keys(entry, set(inspect.signature(cls).parameters), where)
+        spec = cls(**entry)
+        for layer in layers:
+            if layer in out:
+                raise ValueError(f"[{where}] layer {layer} is compressed twice")
+            out[layer] = spec
+    return out
+
+
+def make_estimator(preset: Preset, *, quiet: bool = False) -> NNBCD:
+    """The :class:`nnbcd.NNBCD` a checked preset describes (not fitted).
+
+    Parameters
+    ----------
+    preset : Preset
+        From :func:`check`.
+    quiet : bool
+        Force ``verbose`` off.
+
+    Returns
+    -------
+    NNBCD
+    """
+    fit = dict(preset.fit, verbose=preset.fit["verbose"] and not quiet)
+    return NNBCD(compress=build_compression(preset.compress), **preset.model, **fit)
+
+
+def check(config: Mapping[str, Any]) -> Preset:
+    """Check a ``method = "nnbcd"`` preset's tables and compression specs; load and train nothing.
+
+    Parameters
+    ----------
+    config : mapping
+        The preset (:func:`nnbcd.runners.schema.load_preset`).
+
+    Returns
+    -------
+    Preset
+        ``model`` holds NNBCD's model parameters (``conv`` as an :class:`nnbcd.InputConv2d`, ``tau``
+        tables with int keys), ``fit`` its training parameters.
+
+    Raises
+    ------
+    ValueError
+        A bad table or key (named), or a compression spec that rejects its arguments.
+    """
+    preset = parse_preset(config, "nnbcd", model=_model_fields(), fit=_FIT_FIELDS, compress=True)
+    make_estimator(preset)  # constructs every compression spec: their own checks run here
+    return preset
+
+
+def run(config: Mapping[str, Any], out_dir: "str | Path", *, quiet: bool = False) -> Dict[str, Any]:
+    """Train the preset's network with NN-BCD; write ``result.json`` and ``convergence.png`` to ``out_dir``.
+
+    Parameters
+    ----------
+    config : mapping
+        The preset.
+    out_dir : str or Path
+        Created if missing.
+    quiet : bool
+        Force ``[fit] verbose`` off.
+
+    Returns
+    -------
+    dict
+        ``preset``, ``status``, ``message``, ``nit``, ``train_acc``, ``test_acc``, ``objective``,
+        ``sweep_seconds``, ``seconds_per_iteration``; ``sufficient_decrease`` (uncompressed runs with
+        the prox steps recorded), ``rate_slope`` (when the history allows the fit) and the final
+        ``cr_1``, ``cr_2``, ``cr_honest``, ``true_sparsity`` when compressed.
+
+    Raises
+    ------
+    ValueError
+        From :func:`check`, the data loader or the estimator.
+    OSError
+        ``out_dir`` cannot be written to.
+    """
+    preset = check(config)
+    out = ensure_out_dir(out_dir)
+    Xtr, ytr, Xte, yte = load_data(preset.data)
+    model = make_estimator(preset, quiet=quiet).fit(Xtr, ytr, X_val=Xte, y_val=yte)
+    res = model.result_
+    res.to_json(str(out / "result.json"))
+    plot_convergence(res, str(out / "convergence.png"))
+    h = res.history
+    summary: Dict[str, Any] = {
+        "preset": preset.name,
+        "status": res.status,
+        "message": res.message,
+        "nit": res.nit,
+        "train_acc": round(model.score(Xtr, ytr), 4),
+        "test_acc": round(model.score(Xte, yte), 4),
+        "objective": float(res.fun),
+        "sweep_seconds": round(res.time, 3),
+        "seconds_per_iteration": round(res.time / max(res.nit, 1), 4),
+    }
+    if not preset.compress and not np.isnan(h["prox_step_sq"]).all():
+        summary["sufficient_decrease"] = sufficient_decrease(res, model.alpha).ok
+    try:
+        summary["rate_slope"] = round(rate(res).slope, 3)
+    except ValueError:  # too few monitored iterations to fit a slope
+        pass
+    for key in ("cr_1", "cr_2", "cr_honest", "true_sparsity"):
+        if key in h:
+            summary[key] = float(h[key][-1])
+    return summary

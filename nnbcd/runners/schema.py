@@ -1,0 +1,377 @@
+"""The preset schema every runner shares: top-level keys, the ``[data]``/``[model]``/``[fit]`` tables.
+
+A preset is a TOML file::
+
+    method = "nnbcd" | "lowrank" | "mcnc"      # which runner (default "nnbcd")
+    name = "..."                                # a label for the summary (default: the method)
+    description = "..."
+    [data]       name, path, test_size, seed, dtype, fraction    -> nnbcd.data.load_dataset
+    [model]      what the network is (the runner's own keys)
+    [fit]        how it is trained (the runner's own keys; every runner accepts ``verbose``)
+    [[compress]] compression specs (``method = "nnbcd"`` only)
+
+Every table is checked before anything is loaded or trained: a key no runner knows, a table given as a
+number or a string, or a value of the wrong kind raises ``ValueError`` naming the key and its table.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import numbers
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11
+    import tomli as tomllib  # type: ignore[no-redef]
+
+from ..data import load_dataset
+
+__all__ = ["DATA_FIELDS", "Field", "Preset", "TOP_KEYS", "boolean", "check_keys", "ensure_out_dir",
+           "int_list", "load_data", "load_preset", "non_negative_int", "non_negative_number", "one_of",
+           "parse_preset", "positive_int", "positive_number", "write_json"]
+
+#: Top-level keys of a preset; ``compress`` only where the runner takes ``[[compress]]`` tables.
+TOP_KEYS = ("method", "name", "description", "data", "model", "fit", "compress")
+
+Check = Callable[[Any, str], Any]
+
+
+@dataclass(frozen=True)
+class Field:
+    """One key of a table: its default and the check its value must pass.
+
+    Parameters
+    ----------
+    default : Any, optional
+        Filled in when the preset leaves the key out; :data:`Field.NONE` (the default) leaves it out.
+    check : callable ``(value, where) -> value``, optional
+        Raises ``ValueError`` naming ``where`` (``"[fit] epochs"``) for a bad value; returns the value,
+        possibly normalised (a TOML integer for a float key becomes a float). ``None``: the value is
+        passed on unchecked (the object it configures validates it).
+    """
+
+    NONE = object()  # sentinel: no default
+
+    default: Any = NONE
+    check: Optional[Check] = None
+
+
+def check_keys(table: Mapping[str, Any], allowed: "set[str] | Sequence[str]", where: str) -> None:
+    """Raise ``ValueError`` naming every key of ``table`` that is not allowed.
+
+    Parameters
+    ----------
+    table : mapping
+        A preset table.
+    allowed : set or sequence of str
+        The keys the table may hold.
+    where : str
+        The table's name in the message, e.g. ``"fit"`` gives ``[fit]``.
+
+    Raises
+    ------
+    ValueError
+        ``unknown key(s) ['maxiter'] in [fit]; allowed: [...]``.
+    """
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in [{where}]; allowed: {sorted(allowed)}")
+
+
+# ---- value checks: (value, where) -> value, raising ValueError that names `where` ----------------------
+_CHECK_DOC = """{what}
+
+    Parameters
+    ----------
+    value : Any
+        A value read from a preset.
+    where : str
+        How the message names it, e.g. ``"[fit] epochs"``.
+
+    Returns
+    -------
+    {returns}
+
+    Raises
+    ------
+    ValueError
+        ``value`` is not {what_not}; the message names ``where`` and the value.
+    """
+
+
+def _check_doc(what: str, returns: str, what_not: str) -> Callable[[Check], Check]:
+    def decorate(fn: Check) -> Check:
+        fn.__doc__ = _CHECK_DOC.format(what=what, returns=returns, what_not=what_not)
+        return fn
+    return decorate
+
+
+@_check_doc("An integer ≥ 1 (booleans refused).", "int", "an integer ≥ 1")
+def positive_int(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{where} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+@_check_doc("An integer ≥ 0 (booleans refused).", "int", "an integer ≥ 0")
+def non_negative_int(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{where} must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
+@_check_doc("A finite real number > 0 (booleans refused).", "float", "a finite number > 0")
+def positive_number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{where} must be a finite positive number, got {value!r}")
+    return float(value)
+
+
+@_check_doc("A finite real number ≥ 0 (booleans refused).", "float", "a finite number ≥ 0")
+def non_negative_number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (np.isfinite(value) and value >= 0):
+        raise ValueError(f"{where} must be a finite non-negative number, got {value!r}")
+    return float(value)
+
+
+@_check_doc("``True`` or ``False`` (TOML ``true`` / ``false``).", "bool", "a boolean")
+def boolean(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{where} must be true or false, got {value!r}")
+    return value
+
+
+@_check_doc("A non-empty list of integers ≥ 0 (e.g. seeds).", "list of int", "a non-empty list of integers ≥ 0")
+def int_list(value: Any, where: str) -> List[int]:
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"{where} must be a non-empty list of non-negative integers, got {value!r}")
+    return [non_negative_int(v, f"{where}[{i}]") for i, v in enumerate(value)]
+
+
+def one_of(*choices: str) -> Check:
+    """A check accepting exactly the given strings.
+
+    Parameters
+    ----------
+    *choices : str
+
+    Returns
+    -------
+    callable ``(value, where) -> str``
+        Returns ``value`` if it is one of ``choices``, else raises ``ValueError`` naming ``where``,
+        the value and the choices.
+    """
+
+    def check(value: Any, where: str) -> str:
+        if value not in choices:
+            raise ValueError(f"{where} = {value!r} is not one of {list(choices)}")
+        return value
+
+    return check
+
+
+def _table(config: Mapping[str, Any], key: str) -> Dict[str, Any]:
+    value = config.get(key, {})
+    if not isinstance(value, dict):
+        raise ValueError(f"{key} must be a table ([{key}] with key = value lines), got {value!r}")
+    return dict(value)
+
+
+def _fill(table: Dict[str, Any], fields: Mapping[str, Field], where: str) -> Dict[str, Any]:
+    check_keys(table, set(fields), where)
+    out = {}
+    for key, spec in fields.items():
+        if key in table:
+            value = table[key]
+            out[key] = spec.check(value, f"[{where}] {key}") if spec.check is not None else value
+        elif spec.default is not Field.NONE:
+            out[key] = copy.deepcopy(spec.default)  # a list default (seeds) must not be shared
+    return out
+
+
+#: ``[data]``: the keyword arguments of :func:`nnbcd.data.load_dataset` (which checks their values).
+DATA_FIELDS: Dict[str, Field] = {"name": Field("digits"), "path": Field(), "test_size": Field(), "seed": Field(),
+                                 "dtype": Field(), "fraction": Field()}
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A preset after its tables were checked and their defaults filled in.
+
+    Attributes
+    ----------
+    method, name, description : str
+    data : dict
+        Keyword arguments of :func:`nnbcd.data.load_dataset`.
+    model, fit : dict
+        The runner's ``[model]`` and ``[fit]`` tables with defaults filled in.
+    compress : list of dict
+        The ``[[compress]]`` tables as written (empty unless the runner takes them).
+    """
+
+    method: str
+    name: str
+    description: str
+    data: Dict[str, Any]
+    model: Dict[str, Any]
+    fit: Dict[str, Any]
+    compress: List[Dict[str, Any]] = field(default_factory=list)
+
+
+def parse_preset(config: Mapping[str, Any], method: str, *, model: Mapping[str, Field],
+                 fit: Mapping[str, Field], data_defaults: Optional[Mapping[str, Any]] = None,
+                 compress: bool = False) -> Preset:
+    """Check a loaded preset against one runner's tables and fill in the defaults.
+
+    Parameters
+    ----------
+    config : mapping
+        The preset as :func:`load_preset` returns it.
+    method : str
+        The runner's method name; ``config["method"]``, when given, must equal it.
+    model, fit : mapping of str to Field
+        The keys ``[model]`` and ``[fit]`` may hold. A ``verbose`` key (default ``True``) is added to
+        ``[fit]`` for every runner.
+    data_defaults : mapping, optional
+        Defaults for ``[data]`` beyond ``name = "digits"`` (the torch runners train in float32).
+    compress : bool
+        Whether ``[[compress]]`` tables are allowed.
+
+    Returns
+    -------
+    Preset
+
+    Raises
+    ------
+    ValueError
+        A key that is not allowed (named with its table), a table that is not a table, a value that
+        fails its check, or ``[[compress]]`` entries that are not tables.
+    """
+    if not isinstance(config, Mapping):
+        raise ValueError(f"a preset is a table of keys, got {type(config).__name__}")
+    check_keys(config, [k for k in TOP_KEYS if compress or k != "compress"], "top level")
+    if config.get("method", method) != method:
+        raise ValueError(f"method = {config['method']!r}, but this is the {method!r} runner")
+    for key in ("name", "description"):
+        if not isinstance(config.get(key, ""), str):
+            raise ValueError(f"{key} must be a string, got {config[key]!r}")
+    data_fields = {k: Field((data_defaults or {}).get(k, f.default), f.check) for k, f in DATA_FIELDS.items()}
+    fit_fields = {"verbose": Field(True, boolean), **fit}
+    entries = config.get("compress", [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ValueError(f"compress must be an array of tables ([[compress]] entries), got {entries!r}")
+    return Preset(method=method, name=config.get("name", method), description=config.get("description", ""),
+                  data=_fill(_table(config, "data"), data_fields, "data"),
+                  model=_fill(_table(config, "model"), model, "model"),
+                  fit=_fill(_table(config, "fit"), fit_fields, "fit"),
+                  compress=[dict(e) for e in entries])
+
+
+def load_data(data: Mapping[str, Any]) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Load the ``[data]`` table's data set.
+
+    Parameters
+    ----------
+    data : mapping
+        ``name`` and the keyword arguments of :func:`nnbcd.data.load_dataset`.
+
+    Returns
+    -------
+    X_train : ndarray, shape (n_train, n_features)
+    y_train : ndarray, shape (n_train,)
+    X_test : ndarray, shape (n_test, n_features)
+    y_test : ndarray, shape (n_test,)
+
+    Raises
+    ------
+    ValueError, TypeError, FileNotFoundError
+        From the loader: an unknown data set, a bad argument, a local copy that is not there.
+    """
+    kwargs = dict(data)
+    return load_dataset(kwargs.pop("name"), **kwargs)
+
+
+def load_preset(path: "str | Path", overrides: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """Read a TOML preset and apply ``table.key=value`` overrides.
+
+    Parameters
+    ----------
+    path : str or Path
+        The TOML file.
+    overrides : sequence of str, optional
+        ``"fit.max_iter=10"``: the value is parsed as TOML (a bare word that is not TOML is a string);
+        the dotted key's tables are created when missing.
+
+    Returns
+    -------
+    dict
+        The preset with the overrides applied (not yet checked against a runner).
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` is not a file.
+    ValueError
+        Not valid TOML, an override without ``=``, or an override whose path crosses a non-table.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"preset file {str(path)!r} does not exist")
+    with open(path, "rb") as fh:
+        try:
+            cfg = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{path}: not valid TOML ({exc})") from None
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: expected table.key=value")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw  # a bare word is a string
+        node = cfg
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"--set {item!r}: {part!r} is not a table")
+        node[parts[-1]] = value
+    return cfg
+
+
+def ensure_out_dir(out_dir: "str | Path") -> Path:
+    """Create the output directory and make sure files can be written into it, before any training.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    OSError
+        The directory cannot be created or written to; the message names it.
+    """
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise OSError(f"cannot write results to {str(out)!r}: {exc.strerror or exc}") from None
+    return out
+
+
+def write_json(path: "str | Path", payload: Any) -> None:
+    """Write ``payload`` as indented JSON (objects JSON cannot hold are written as their ``str``)."""
+    Path(path).write_text(json.dumps(payload, indent=1, default=str))
