@@ -6,64 +6,20 @@
 Times forward + backward + Adam step for the dense model, MCNC (sine generator, k = 8, d = 1024, hidden
 widths ``--widths``), MCNC with the generator's head left to autograd (the naive formulation:
 ``β · normalize(A h + c)``, about ten passes over n × d) and PRANC (linear generator), at several batch
-sizes. The variants are interleaved: each round times ``--steps`` steps of every variant in turn, and a
-ratio is taken against the dense time of the same round, so a machine that slows down for a while
-slows all of them alike; the table shows medians over rounds. Also printed: the FLOP ratio
-(dense step 6·B·D, plus 4·D·(h+1) for the generator's output layer forward and backward), which is what
-the step ratio tends to once per-call overheads are gone. Writes JSON.
+sizes, interleaved round by round (:func:`nnbcd.bench.mcnc.time_mcnc`, what ``nnbcd bench`` runs; its
+docstring says how). Also printed: the FLOP ratio (dense step 6·B·D, plus 4·D·(h+1) for the generator's
+output layer forward and backward), which is what the step ratio tends to once per-call overheads are
+gone. Writes JSON.
 """
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
-from typing import Callable, Dict
 
-import numpy as np
 import torch
 from _timing import write_result  # benchmarks/ is on sys.path when this script runs
-from torch import nn
 
-from nnbcd.runners.mcnc import make_mlp
-from nnbcd.torch.mcnc import MCNCSpec, wrap
-from nnbcd.torch.mcnc.generator import _hidden_layers
-
-D_FEATURES, K, CHUNK = 64, 8, 1024
-
-
-def _naive_head(model: nn.Module) -> nn.Module:
-    """MCNC in the reference formulation: autograd through β · normalize(A_o h + c_o), h the same hidden
-    layers (plain torch ops, so autograd differentiates them)."""
-    gen = model.__dict__["_mcnc_store"].generator
-
-    def combine(alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-        a, _, *hidden = gen.weights(alpha)
-        y = nn.functional.linear(_hidden_layers(alpha, gen.spec, hidden), a[:, :-1], a[:, -1])
-        return beta * (y / y.norm(dim=1, keepdim=True).clamp_min(1e-12))
-
-    gen.combine = combine
-    return model
-
-
-def _stepper(model: nn.Module, batch: int, device: str) -> Callable[[int], float]:
-    model.to(device)
-    x = torch.randn(batch, D_FEATURES, device=device)
-    y = torch.randint(0, 10, (batch,), device=device)
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    loss_fn = nn.CrossEntropyLoss()
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-
-    def run(steps: int) -> float:
-        sync()
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            opt.zero_grad()
-            loss_fn(model(x), y).backward()
-            opt.step()
-        sync()
-        return (time.perf_counter() - t0) / steps
-
-    return run
+from nnbcd.bench.mcnc import CHUNK, builders, n_weights, stepper, time_mcnc
 
 
 def main() -> None:
@@ -82,44 +38,23 @@ def main() -> None:
     torch.manual_seed(0)
     hidden = args.hidden
     widths = [int(w) for w in args.widths.split(",")]
-    n_weights = sum(p.numel() for p in make_mlp(hidden).parameters())
-    n_chunks = -(-n_weights // CHUNK)
-    builders: Dict[str, Callable[[], nn.Module]] = {"dense": lambda: make_mlp(hidden)}
-    for w in widths:
-        builders[f"mcnc_w{w}"] = lambda w=w: wrap(make_mlp(hidden), MCNCSpec(k=K, d=CHUNK, width=w))
-    builders[f"naive_w{widths[0]}"] = lambda: _naive_head(wrap(make_mlp(hidden), MCNCSpec(k=K, d=CHUNK,
-                                                                                        width=widths[0])))
-    builders["pranc"] = lambda: wrap(make_mlp(hidden), MCNCSpec(k=K, d=CHUNK, generator="pranc"))
+    batches = [int(b) for b in args.batches.split(",")]
+    n_w = n_weights(hidden)
     threads = torch.get_num_threads()
-    print(f"MLP 64-{hidden}-{hidden}-10 ({n_weights} weights, {n_chunks} chunks of {CHUNK}) training step on {args.device}; "
-          f"median over {args.rounds} interleaved rounds of {args.steps} steps (torch threads: {threads})")
-    names = [v for v in builders if v != "dense"]
+    print(f"MLP 64-{hidden}-{hidden}-10 ({n_w} weights, {-(-n_w // CHUNK)} chunks of {CHUNK}) training step on "
+          f"{args.device}; median over {args.rounds} interleaved rounds of {args.steps} steps "
+          f"(torch threads: {threads})")
+    rows = time_mcnc(hidden, batches, widths, args.rounds, args.steps, args.device, args.compile)
+    names = [v for v in builders(hidden, widths) if v != "dense"]
     print(f"{'batch':>6} {'dense ms':>9} " + " ".join(f"{v + ' ms':>13}" for v in names) + "   "
           + " ".join(f"{v + '/dense':>17}" for v in names) + "  FLOP ratio w" + str(widths[0]))
-    rows = []
-    for batch in (int(b) for b in args.batches.split(",")):
-        models = {v: b() for v, b in builders.items()}
-        if args.compile:
-            models = {v: torch.compile(m.to(args.device), mode="reduce-overhead") for v, m in models.items()}
-        runs = {v: _stepper(m, batch, args.device) for v, m in models.items()}
-        for run in runs.values():
-            run(20)
-        times: Dict[str, list] = {v: [] for v in runs}
-        for _ in range(args.rounds):
-            for v, run in runs.items():
-                times[v].append(run(args.steps))
-        dense = np.array(times["dense"])
-        med = {v: float(np.median(t)) for v, t in times.items()}
-        ratio = {v: float(np.median(np.array(times[v]) / dense)) for v in names}
-        flops = 1 + 4 * n_chunks * CHUNK * (widths[0] + 1) / (6 * batch * n_weights)
-        rows.append(dict(batch=batch, **{f"{v}_ms": 1e3 * t for v, t in med.items()},
-                         **{f"{v}_over_dense": r for v, r in ratio.items()}, flop_ratio=flops))
-        print(f"{batch:>6} {1e3 * med['dense']:9.3f} " + " ".join(f"{1e3 * med[v]:13.3f}" for v in names)
-              + "   " + " ".join(f"{ratio[v]:17.2f}" for v in names) + f"  {flops:12.2f}")
+    for r in rows:
+        print(f"{r['batch']:>6} {r['dense_ms']:9.3f} " + " ".join(f"{r[v + '_ms']:13.3f}" for v in names)
+              + "   " + " ".join(f"{r[v + '_over_dense']:17.2f}" for v in names) + f"  {r['flop_ratio']:12.2f}")
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
-        run = _stepper(builders[f"mcnc_w{widths[0]}"](), int(args.batches.split(",")[0]), args.device)
+        run = stepper(builders(hidden, widths)[f"mcnc_w{widths[0]}"](), batches[0], args.device)
         run(20)
         acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device.startswith("cuda") else [])
         with profile(activities=acts) as prof:
@@ -128,7 +63,7 @@ def main() -> None:
     out = Path(args.out) if args.out else Path(__file__).parent / "results" / (
         "bench_mcnc" + ("" if args.device == "cpu" else "_" + args.device.split(":")[0])
         + ("" if hidden == 256 else f"_h{hidden}") + ("_compiled" if args.compile else "") + ".json")
-    write_result(out, {"compile": args.compile, "hidden": hidden, "n_weights": n_weights, "device": args.device,
+    write_result(out, {"compile": args.compile, "hidden": hidden, "n_weights": n_w, "device": args.device,
                        "threads": threads, "rounds": args.rounds,
                        "steps": args.steps, "torch": torch.__version__, "rows": rows})
 

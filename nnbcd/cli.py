@@ -1,4 +1,4 @@
-"""Command line: ``nnbcd solve PRESET.toml``, ``nnbcd info``.
+"""Command line: ``nnbcd solve PRESET.toml``, ``nnbcd bench``, ``nnbcd info``.
 
 A preset is a TOML file whose top-level ``method`` picks the runner (``nnbcd`` by default, ``lowrank``,
 ``mcnc``; see :mod:`nnbcd.runners`); its tables are checked before anything is trained, and an unknown
@@ -31,6 +31,49 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _writable_dir(out: Path) -> None:
+    """Create ``out`` and check that a file can be written there (before minutes of measuring)."""
+    import tempfile
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise OSError(f"--out {out}: cannot write there ({exc.strerror or exc})") from exc
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from . import bench
+
+    if args.compare:
+        reports = []
+        for path in args.compare:
+            try:
+                reports.append(bench.load(path))
+            except (OSError, ValueError) as exc:
+                raise type(exc)(f"--compare: {exc}") from exc
+        print(bench.compare_text(*reports, names=tuple(args.compare)))
+        return 0
+    from .bench.report import console
+    from .bench.suite import OptionError, check_options
+
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    only = None if args.only is None else [p.strip() for p in args.only.split(",") if p.strip()]
+    try:
+        check_options(backends, args.size, args.repeats, only)  # before minutes of measuring
+    except OptionError as exc:
+        raise ValueError(f"--{exc}") from exc
+    out = Path(args.out or Path("runs") / f"bench-{args.size}")
+    _writable_dir(out)
+    report = bench.run_bench(backends, args.size, out, repeats=args.repeats, only=only, progress=not args.quiet)
+    print(console(report))
+    print(f"report written to {out}/ ({', '.join(report['files'])})")
+    for f in report["failed"]:
+        print(f"nnbcd: error: {f['what']} failed: {f['reason']}", file=sys.stderr)
+    return 1 if report["failed"] else 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     import numpy as np
     import scipy
@@ -52,7 +95,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """The ``nnbcd`` command: ``solve PRESET [--out DIR] [--set KEY=VALUE ...] [--quiet]`` or ``info``.
+    """The ``nnbcd`` command: ``solve PRESET [--out DIR] [--set KEY=VALUE ...] [--quiet]``, ``bench [...]``
+    (docs/bench.md) or ``info``.
 
     Parameters
     ----------
@@ -62,7 +106,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     Returns
     -------
     int
-        The exit status: 0 on success; 2 on an error of the user's input or environment (a bad preset,
+        The exit status: 0 on success; 1 when a benchmark measurement failed (the report lists it); 2 on
+        an error of the user's input or environment (a bad preset,
         table or key, a missing file, an unwritable ``--out``, a missing optional dependency), which is
         printed as one ``nnbcd: error: ...`` line on stderr.
     """
@@ -75,6 +120,23 @@ def main(argv: Optional[List[str]] = None) -> int:
                    help="override a preset key, e.g. --set fit.max_iter=10 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress output (overrides [fit] verbose)")
     p.set_defaults(func=_cmd_solve)
+    p = sub.add_parser("bench", help="benchmark the backends on this machine: JSON, markdown report, plots",
+                       description="Time NN-BCD sweeps (per block kind, against the GEMM floor), TT-SVD, EVBMF, "
+                                   "top-k, the MCNC step and two runs at once, for every available backend and "
+                                   "dtype (docs/bench.md).")
+    p.add_argument("--backends", default="numpy,numba,cupy",
+                   help="comma-separated backends (default numpy,numba,cupy; absent ones are reported with the reason)")
+    p.add_argument("--size", choices=("small", "paper"), default="small",
+                   help="problem sizes: small (about a minute on 2 cores) or paper (the paper's sizes)")
+    p.add_argument("--out", help="report directory (default runs/bench-<size>)")
+    p.add_argument("--repeats", type=int, help="timed repeats per measurement, medians (default 3 small, 7 paper)")
+    p.add_argument("--only", metavar="PARTS",
+                   help="comma-separated parts to run: digits, har, cnn (sweeps), scaling, tt_svd, evbmf, topk, "
+                        "mcnc, concurrency (default all)")
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                   help="print the ratios of two reports (directories or bench.json files) and exit")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_bench)
     p = sub.add_parser("info", help="versions, backends and BLAS thread pools")
     p.set_defaults(func=_cmd_info)
     args = parser.parse_args(argv)

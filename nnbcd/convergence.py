@@ -14,9 +14,56 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from ._validation import check_int, check_positive
+
 
 def _history(obj: Any) -> Mapping[str, np.ndarray]:
-    return obj["history"] if isinstance(obj, dict) and "history" in obj else obj
+    """The history of a SolveResult, or ``obj`` itself when it is a mapping of columns."""
+    h = obj["history"] if isinstance(obj, Mapping) and "history" in obj else obj
+    if not isinstance(h, Mapping):
+        raise TypeError(f"history must be a History, a SolveResult or a mapping of columns, got {type(obj).__name__}")
+    return h
+
+
+def _columns(obj: Any, *keys: str) -> tuple:
+    """The columns ``keys`` of ``obj``'s history as equal-length float arrays (new copies).
+
+    Raises
+    ------
+    ValueError
+        When a column is missing: the message says which and why that happens (a run that stopped at its
+        first sweep, before anything was monitored, records no objective).
+    """
+    h = _history(obj)
+    missing = [k for k in keys if k not in h]
+    if missing:
+        status = f" (the run stopped with status {obj['status']}: {obj.get('message', '')})" \
+            if isinstance(obj, Mapping) and "status" in obj else ""
+        raise ValueError(f"history has no {', '.join(map(repr, missing))} records{status}; nothing to check "
+                         f"(columns present: {sorted(h)})")
+    cols = tuple(np.array(h[k], dtype=float) for k in keys)  # copies: callers mask entries
+    if any(c.ndim != 1 or c.shape != cols[0].shape for c in cols):
+        raise ValueError(f"history columns {keys} must be 1-D of equal length, got shapes {[c.shape for c in cols]}")
+    return cols
+
+
+def _start(obj: Any, start: Optional[int]) -> int:
+    """The first sweep a check covers: ``start``, else a result's ``constant_from`` (the sweep from which
+    no schedule or compressed structure changes: the guarantee's premise), else 1.
+
+    Raises
+    ------
+    ValueError
+        If the result's schedules never became constant (``constant_from`` is None).
+    """
+    if start is not None:
+        return int(check_int(start, "start"))  # type: ignore[arg-type]
+    if isinstance(obj, dict) and "history" in obj and "constant_from" in obj:
+        if obj["constant_from"] is None:
+            raise ValueError("the run's schedules never became constant (constant_from is None): the "
+                             "convergence guarantee does not apply; pass start= to check a tail anyway")
+        return int(obj["constant_from"])
+    return 1
 
 
 @dataclass
@@ -42,7 +89,7 @@ class DecreaseCheck:
     n_checked: int
 
 
-def sufficient_decrease(history: Any, alpha: float, rtol: float = 1e-9) -> DecreaseCheck:
+def sufficient_decrease(history: Any, alpha: float, rtol: float = 1e-9, start: Optional[int] = None) -> DecreaseCheck:
     r"""Check :math:`\Phi^k - \Phi^{k+1} \ge \frac\alpha2 \|\Delta_{\text{prox}}^{k+1}\|^2` on consecutive
     monitored iterations, up to ``rtol``·|Φ|.
 
@@ -53,17 +100,35 @@ def sufficient_decrease(history: Any, alpha: float, rtol: float = 1e-9) -> Decre
     ----------
     history : History, mapping or SolveResult
         With the columns ``objective`` and ``prox_step_sq`` (``monitor_every=1`` checks every step).
-    alpha : float
-        The prox weight α of the run.
-    rtol : float
+    alpha : float ≥ 0
+        The prox weight α of the run (0 checks plain monotone decrease).
+    rtol : float ≥ 0
         Relative slack for rounding.
+    start : int ≥ 1, optional
+        The first sweep whose record starts a checked pair. Default: a result's ``constant_from`` (the
+        guarantee holds from the sweep where every schedule is constant and no compressed structure is
+        re-chosen any more), 1 for a bare history. Margins before it are NaN.
 
     Returns
     -------
     DecreaseCheck
+        ``n_checked`` pairs of consecutive monitored iterations; with none (fewer than two monitored
+        iterations) ``ok`` is vacuously True and ``worst_iteration`` is -1.
+
+    Raises
+    ------
+    ValueError
+        For a result whose ``constant_from`` is None and no ``start``; a negative or non-finite
+        ``alpha``/``rtol``; a history without ``objective``/``prox_step_sq`` columns (e.g. a run that
+        failed in its first sweep: the message says so).
+    TypeError
+        If ``history`` is not a History, SolveResult or mapping, or ``alpha``/``rtol`` not a number.
     """
-    h = _history(history)
-    phi, step = np.asarray(h["objective"]), np.asarray(h["prox_step_sq"])
+    alpha = check_positive(alpha, "alpha", allow_zero=True)
+    rtol = check_positive(rtol, "rtol", allow_zero=True)
+    phi, step = _columns(history, "objective", "prox_step_sq")
+    first = _start(history, start) - 1
+    phi[:first] = np.nan
     ok_pairs = ~np.isnan(phi[:-1]) & ~np.isnan(phi[1:]) & ~np.isnan(step[1:])
     margins = np.full(len(phi) - 1, np.nan)
     margins[ok_pairs] = (phi[:-1] - phi[1:] - 0.5 * alpha * step[1:])[ok_pairs] + rtol * np.abs(phi[1:])[ok_pairs]
@@ -98,7 +163,7 @@ class RateCheck:
     bounded: bool
 
 
-def rate(history: Any, growth: float = 10.0) -> RateCheck:
+def rate(history: Any, growth: float = 10.0, start: Optional[int] = None) -> RateCheck:
     r"""Empirical rate of :math:`\min_{j\le k}` ``step_sq`` (the O(1/k) theorem, a practical test).
 
     Parameters
@@ -107,6 +172,9 @@ def rate(history: Any, growth: float = 10.0) -> RateCheck:
         With the column ``step_sq``.
     growth : float
         Allowed growth of :math:`C_k` over the second half.
+    start : int, optional
+        The first sweep counted (as :func:`sufficient_decrease`'s ``start``); the rate is that of the
+        iteration restarted there, :math:`C_k = (k - \text{start} + 1)\,m_k`.
 
     Returns
     -------
@@ -115,18 +183,25 @@ def rate(history: Any, growth: float = 10.0) -> RateCheck:
     Raises
     ------
     ValueError
-        With fewer than 4 recorded ``step_sq`` values.
+        With fewer than 4 recorded ``step_sq`` values from ``start`` on (or no such column), a ``growth``
+        that is not a positive finite number, or for a result whose ``constant_from`` is None and no
+        ``start``.
+    TypeError
+        If ``history`` is not a History, SolveResult or mapping.
     """
-    h = _history(history)
-    step = np.asarray(h["step_sq"])
+    growth = check_positive(growth, "growth")
+    (step,) = _columns(history, "step_sq")
+    first = _start(history, start)
     k = np.flatnonzero(~np.isnan(step)) + 1
+    k = k[k >= first]
     if k.size < 4:
         raise ValueError("rate needs at least 4 recorded step_sq values (use monitor_every=1)")
     m = np.minimum.accumulate(step[k - 1])
-    c = k * m
+    n = k - first + 1  # sweeps since the iteration's objective stopped changing
+    c = n * m
     half = k.size // 2
     pos = m[half:] > 0
-    slope = float(np.polyfit(np.log(k[half:][pos]), np.log(m[half:][pos]), 1)[0]) if pos.sum() > 1 else -np.inf
+    slope = float(np.polyfit(np.log(n[half:][pos]), np.log(m[half:][pos]), 1)[0]) if pos.sum() > 1 else -np.inf
     return RateCheck(k=k, min_step=m, c_k=c, slope=slope, bounded=bool(np.all(c[half:] <= growth * c[half])))
 
 
@@ -146,12 +221,19 @@ def plot_history(result: Any, keys: Optional[Sequence[str]] = None, ax: Any = No
     Returns
     -------
     matplotlib Axes
+
+    Raises
+    ------
+    ValueError
+        If ``keys`` names a column the history does not have.
     """
     import matplotlib.pyplot as plt
 
     h = _history(result)
     if keys is None:
         keys = [k for k in h if k in ("objective", "data", "out") or k.startswith(("relu_", "lin_", "comp_"))]
+    elif isinstance(keys, str) or any(k not in h for k in keys):
+        raise ValueError(f"keys must be a list of history columns {sorted(h)}, got {keys!r}")
     if ax is None:
         _, ax = plt.subplots()
     for key in keys:

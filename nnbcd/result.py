@@ -132,6 +132,9 @@ class SolveResult(dict):
         Total wall seconds of the sweeps.
     compression : dict
         Per compressed layer (keys ``0..L-1``): realised ranks / sparsity and ``n_params``.
+    constant_from : int or None
+        The first sweep from which no scheduled value changes and no compressed structure is re-chosen;
+        the convergence guarantee and the ``tol`` rule apply from there (``None``: never).
     """
 
     def __getattr__(self, name: str) -> Any:
@@ -172,7 +175,8 @@ class SolveResult(dict):
         path : str
             File to write (overwritten).
         """
-        payload = {k: self[k] for k in ("success", "status", "message", "nit", "fun", "time") if k in self}
+        payload = {k: self[k] for k in ("success", "status", "message", "nit", "fun", "time", "constant_from")
+                   if k in self}
         payload["history"] = self["history"].to_dict()
         if self.get("compression"):
             payload["compression"] = {str(k): v for k, v in self["compression"].items()}

@@ -34,8 +34,8 @@ def test_contracts_cover_the_documented_layers():
     cfg = configparser.ConfigParser()
     cfg.read(ROOT / "setup.cfg")
     layers = [line.strip() for line in cfg["importlinter:contract:layers"]["layers"].split("\n") if line.strip()]
-    assert layers == ["nnbcd.cli", "nnbcd.runners", "nnbcd.torch | nnbcd.bcd", "nnbcd.convergence", "nnbcd.result",
-                      "nnbcd.compress", "nnbcd.ops", "nnbcd.backend", "nnbcd._validation"]
+    assert layers == ["nnbcd.cli", "nnbcd.bench", "nnbcd.runners", "nnbcd.torch | nnbcd.bcd", "nnbcd.convergence",
+                      "nnbcd.result", "nnbcd.compress", "nnbcd.ops", "nnbcd.backend", "nnbcd._validation"]
     forbidden = {s: cfg[s]["forbidden_modules"].split() for s in cfg.sections()
                  if s.startswith("importlinter:contract:") and cfg[s]["type"] == "forbidden"}
     everything_else = {"nnbcd.ops", "nnbcd.compress", "nnbcd.result", "nnbcd.convergence", "nnbcd.bcd",

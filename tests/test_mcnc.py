@@ -395,15 +395,15 @@ def test_alpha_constraint(constraint):
 def test_bad_state_dicts_are_refused_before_touching_the_model():
     model = wrap(mlp(), SPEC)
     good = compressed_state_dict(model)
-    assert good["format"] == "nnbcd.mcnc" and good["format_version"] == 1
+    assert good["format"] == "nnbcd.mcnc" and good["format_version"] == 2
     cases = {
         "not an nnbcd MCNC": {k: v for k, v in good.items() if k != "alpha"},
         "state format": {**good, "format": "something.else"},
         "does not fit": {**good, "spec": {**good["spec"], "frobnicate": 1}},
         "generator version": {**good, "spec": {**good["spec"], "version": "mcnc-gen/9"}},
-        "alpha/beta shapes": {**good, "alpha": good["alpha"][:-1]},
+        r"state\['alpha'\] has shape": {**good, "alpha": good["alpha"][:-1]},
         "dense entries differ": {**good, "dense": {k: v for k, v in good["dense"].items() if "running_mean" not in k}},
-        "another shape": {**good, "dense": {**good["dense"], "1.weight": torch.ones(7)}},
+        r"\['1.weight'\] has shape \(7,\)": {**good, "dense": {**good["dense"], "1.weight": torch.ones(7)}},
     }
     for message, state in cases.items():
         fresh = mlp()

@@ -77,6 +77,28 @@ def test_bad_arguments():
         orthogonal_penalty([a], "so", lam=-1.0)
     with pytest.raises(ValueError, match="weights"):
         orthogonal_penalty([], "so")
+    # a NaN or infinite λ / gain would give a NaN loss or no regularisation, silently (issue 12)
+    for kw, exc in [({"lam": float("nan")}, ValueError), ({"lam": float("inf")}, ValueError),
+                    ({"lam": "0.1"}, TypeError), ({"lam": True}, TypeError), ({"gain": float("nan")}, ValueError),
+                    ({"gain": -1.0}, ValueError), ({"n_power_iter": 0}, ValueError),
+                    ({"n_power_iter": 2.5}, ValueError)]:
+        with pytest.raises(exc, match=next(iter(kw))):
+            orthogonal_penalty([a], "srip", **kw)
+    with pytest.raises(ValueError, match="kind"):
+        orthogonal_penalty([a], ["so"])
+    with pytest.raises(TypeError, match="one tensor"):  # iterating it would penalise each row alone
+        orthogonal_penalty(a, "so")
+    with pytest.raises(TypeError, match=r"weights\[1\]"):
+        orthogonal_penalty([a, torch.ones(3, 4, dtype=torch.int64)], "so")
+    with pytest.raises(ValueError, match=r"weights\[0\] is 0-d"):
+        orthogonal_penalty([torch.tensor(2.0)], "so")
+    model = nn.Sequential(nn.Linear(4, 3))
+    for kw, exc in [({"epochs": -1}, ValueError), ({"epochs": 1.5}, ValueError), ({"lr": 0.0}, ValueError),
+                    ({"lr": float("nan")}, ValueError), ({"penalty": 3}, TypeError), ({"on_epoch": "x"}, TypeError)]:
+        with pytest.raises(exc, match=next(iter(kw))):
+            train_epochs(model, [], **{"epochs": 1, **kw})
+    with pytest.raises(TypeError, match="exclude_last_linear"):
+        regularised_layers(model, exclude_last_linear="no")
 
 
 def test_layer_selection_and_training_loop():

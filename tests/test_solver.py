@@ -362,8 +362,13 @@ def test_schedule_order_and_prox_membership_follow_the_paper():
     # spec §3: the α-prox sits on V_L, U_i (i < L) and every W_i (paper numbering; here L-1 = 2)
     assert {(b.kind, i) for b, i in schedule if b.prox} == {("V_out", 2), ("U", 1), ("U", 0), ("W", 2), ("W", 1),
                                                              ("W", 0)}
-    assert [b.kind for b in blocks.BLOCK_TABLE] == ["V_out", "U_out", "V", "U", "W", "comp"]
+    assert [b.kind for b in blocks.BLOCK_TABLE] == ["V_out", "U_out", "V", "U", "W", "W_exact", "comp"]
     assert blocks.REPORTED_KINDS == ("V", "U", "W", "comp")
+    # a layer with an exact block on its compressed form: W_exact (with the prox) replaces W and comp
+    exact = block_schedule(3, {0, 1}, exact={1})
+    assert [(b.kind, i) for b, i in exact if i == 1] == [("V", 1), ("U", 1), ("W_exact", 1)]
+    assert [(b.kind, i) for b, i in exact if i == 0] == [("V", 0), ("U", 0), ("W", 0), ("comp", 0)]
+    assert all(b.prox for b, i in exact if b.kind == "W_exact")
 
 
 def test_sweep_reports_steps_by_the_table(digits):

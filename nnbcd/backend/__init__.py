@@ -31,7 +31,16 @@ def register_backend(name: str, factory: Callable[[], Backend]) -> None:
     factory : callable
         Returns the :class:`Backend`; called once, on first use (it may raise
         :class:`BackendUnavailableError`).
+
+    Raises
+    ------
+    TypeError
+        If ``name`` is not a non-empty string or ``factory`` is not callable.
     """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name must be a non-empty string, got {name!r}")
+    if not callable(factory):
+        raise TypeError(f"factory must be a callable returning a Backend, got {type(factory).__name__}")
     _FACTORIES[name] = factory
 
 

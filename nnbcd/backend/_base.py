@@ -10,10 +10,11 @@ backend overrides where it has something faster (numba loops, CUDA kernels).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Optional
+from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .._validation import NonFiniteError, check_ndim, float_dtype
 from .relu_prox_kernel import relu_prox_vectorized
 
 
@@ -42,12 +43,84 @@ def check_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
         If ``dtype`` is not float32 or float64; the message names ``name``.
     """
     try:
-        dt = np.dtype(dtype)
-    except TypeError:
+        # numpy reads None as float64: a missing value must not pass as a choice
+        dt = None if dtype is None else np.dtype(dtype)
+    except (TypeError, ValueError):  # not a dtype at all ("floaty", 5, a list)
         dt = None
     if dt is None or dt.type not in (np.float32, np.float64):
         raise ValueError(f"{name}={dtype!r} is not supported; use 'float32' or 'float64'")
     return dt
+
+
+def check_kernel_operands(arrays: Sequence[Tuple[str, Any]], bias: Optional[Tuple[str, Any]] = None,
+                          out: Optional[str] = None) -> None:
+    """The fused kernels' preconditions, checked before a compiled loop reads or writes anything.
+
+    A compiled loop trusts its operands: given a (2, 3) ``p`` and a (4, 5) ``u`` it would read past ``p``'s
+    end, and an int64 ``u`` would receive truncated results. So every operand must be a 2-D array of the
+    first one's shape and of its float dtype (float32/float64); ``bias`` 1-D with one entry per row, same
+    dtype; the operand named ``out`` (written in place) writeable. Any memory layout is fine: the 2-D
+    kernels index rows and columns through the strides (the flat ReLU kernel runs only on C-contiguous
+    arrays and falls back to array expressions otherwise).
+
+    Parameters
+    ----------
+    arrays : sequence of (name, array)
+        The operands, the first one setting the shape and dtype.
+    bias : (name, array or None), optional
+    out : str, optional
+        Name of the operand written in place.
+
+    Raises
+    ------
+    TypeError
+        An operand that is not an array or has another dtype; the message names it.
+    ValueError
+        A shape that differs, or a read-only ``out``; the message names it.
+    """
+    name0, first = arrays[0]
+    for name, a in arrays:
+        _check_float_operand(name, a)
+        check_ndim(a.shape, name, ndim=2)
+        if a.shape != first.shape:
+            raise ValueError(f"{name} has shape {tuple(a.shape)} but {name0} has {tuple(first.shape)}")
+        if a.dtype != first.dtype:
+            raise TypeError(f"{name} has dtype {a.dtype} but {name0} has {first.dtype}")
+    if bias is not None and bias[1] is not None:
+        name, b = bias
+        _check_float_operand(name, b)
+        if tuple(b.shape) != (first.shape[0],):
+            raise ValueError(f"{name} must have shape ({first.shape[0]},) (one entry per row of {name0}), "
+                             f"got {tuple(b.shape)}")
+        if b.dtype != first.dtype:
+            raise TypeError(f"{name} has dtype {b.dtype} but {name0} has {first.dtype}")
+    if out is not None:
+        _check_writeable(out, dict(arrays)[out])
+
+
+def _check_float_operand(name: str, a: Any) -> None:
+    """``a`` is an array of float32 or float64 (a kernel's operand), else ``TypeError`` naming ``name``."""
+    if not (hasattr(a, "shape") and hasattr(a, "dtype")):
+        raise TypeError(f"{name} must be an array of the backend, got {type(a).__name__}")
+    if a.dtype.type not in (np.float32, np.float64):
+        raise TypeError(f"{name} has dtype {a.dtype}; the kernels compute in float32 or float64 "
+                        "(convert with Backend.asarray(x, dtype=...))")
+
+
+def _check_writeable(name: str, a: Any) -> None:
+    if not getattr(a.flags, "writeable", True):  # CuPy arrays have no such flag: always writeable
+        raise ValueError(f"{name} is read-only; the kernel writes its result into it")
+
+
+def _check_elementwise(x: Any, out: Optional[Any]) -> None:
+    """:meth:`Backend.relu`'s operands: a float array ``x`` of any shape, ``out`` like it and writeable."""
+    _check_float_operand("x", x)
+    if out is not None:
+        _check_float_operand("out", out)
+        if tuple(out.shape) != tuple(x.shape) or out.dtype != x.dtype:
+            raise ValueError(f"out must have x's shape {tuple(x.shape)} and dtype {x.dtype}, got "
+                             f"{tuple(out.shape)} {out.dtype}")
+        _check_writeable("out", out)
 
 
 def _generic_matmul(xp: Any, a: Any, b: Any, out: Optional[Any], alpha: float, beta: float) -> Any:
@@ -86,14 +159,15 @@ class Backend(ABC):
 
     # ---- arrays -------------------------------------------------------------------------------
     def asarray(self, x: Any, dtype: Any = None, name: str = "x") -> Any:
-        """``x`` as a C-contiguous array of this backend (a cast happens only when asked for).
+        """``x`` as a C-contiguous floating array of this backend.
 
         Parameters
         ----------
         x : array_like
-            Any array or nested sequence.
+            Any array or nested sequence of real numbers.
         dtype : {"float32", "float64"}, optional
-            Cast to this dtype; default keep ``x``'s.
+            Cast to this dtype; default: the package's dtype rule
+            (:func:`nnbcd._validation.float_dtype`: float32/float64 kept, integers promoted to float64).
         name : str
             The argument's name, used in error messages.
 
@@ -107,14 +181,59 @@ class Backend(ABC):
         ValueError
             If ``dtype`` is not float32/float64.
         TypeError
-            If ``x`` is not floating point and no ``dtype`` is given.
+            If ``x`` is not an array of real numbers (bool, float16, complex, object, strings, a ragged
+            nested list), whatever ``dtype`` says: a cast would drop imaginary parts or invent values.
         """
-        if dtype is not None:
-            dtype = check_dtype(dtype)
-        arr = self.xp.asarray(x, dtype=dtype)
-        if arr.dtype.type not in (np.float32, np.float64):
-            raise TypeError(f"{name} has dtype {arr.dtype}; pass dtype='float32' or 'float64'")
-        return self.xp.ascontiguousarray(arr)
+        target = None if dtype is None else check_dtype(dtype)
+        try:
+            arr = self.xp.asarray(x)
+        except (ValueError, TypeError) as exc:  # ragged nested lists, unconvertible objects
+            raise TypeError(f"{name} must be an array or a nested sequence of real numbers ({exc})") from None
+        rule = float_dtype(arr.dtype, name)
+        # asarray(order="C") rather than ascontiguousarray, which turns a 0-d array into shape (1,)
+        return self.xp.asarray(arr, dtype=target if target is not None else rule, order="C")
+
+    def as_real_array(self, x: Any, name: str, *, ndim: Optional[int] = None, min_ndim: int = 0,
+                      allow_empty: bool = True, finite: bool = False, allow_nan: bool = True) -> Any:
+        """An array argument of a public function, converted and checked (the validation every op uses).
+
+        Parameters
+        ----------
+        x : array_like
+            The argument (numpy or this backend's array, or a nested sequence of numbers).
+        name : str
+            Its name, for the messages.
+        ndim : int, optional
+            Required number of axes.
+        min_ndim : int
+            Least number of axes.
+        allow_empty : bool
+            Accept an array with no entries.
+        finite : bool
+            Refuse NaN and ±Inf (where the result would be silently wrong: an SVD, a rank estimate).
+        allow_nan : bool
+            ``False``: refuse NaN only (±Inf have a meaning there, e.g. as the largest magnitude).
+
+        Returns
+        -------
+        array
+            As :meth:`asarray` with no ``dtype``: float32/float64 kept, integers promoted to float64.
+
+        Raises
+        ------
+        TypeError
+            For a non-real dtype (see :meth:`asarray`); the message names ``name``.
+        ValueError
+            For the wrong number of axes or an empty array; :class:`~nnbcd._validation.NonFiniteError`
+            (a ``ValueError``) for NaN/Inf; the message names ``name``.
+        """
+        arr = self.asarray(x, name=name)
+        check_ndim(arr.shape, name, ndim=ndim, min_ndim=min_ndim, allow_empty=allow_empty)
+        if finite and not self.isfinite_all(arr):
+            raise NonFiniteError(f"{name} contains NaN or Inf")
+        if not allow_nan and bool(self.xp.isnan(arr).any()):
+            raise NonFiniteError(f"{name} contains NaN")
+        return arr
 
     def to_numpy(self, x: Any) -> np.ndarray:
         """``x`` as a numpy array on the host (no copy when it already is one)."""
@@ -216,8 +335,21 @@ class Backend(ABC):
         return a
 
     # ---- fused kernels -----------------------------------------------------------------------
+    # Each public kernel checks its operands (check_kernel_operands) and calls the underscored
+    # implementation, which a backend overrides with its compiled loop; the defaults below are xp
+    # array expressions.
     def relu(self, x: Any, out: Optional[Any] = None) -> Any:
-        r""":math:`\max(X, 0)`, into ``out`` when given."""
+        r""":math:`\max(X, 0)`, into ``out`` (same shape and dtype as ``x``) when given.
+
+        Raises
+        ------
+        TypeError, ValueError
+            As :func:`check_kernel_operands`, naming ``x`` or ``out``.
+        """
+        _check_elementwise(x, out)
+        return self._relu(x, out)
+
+    def _relu(self, x: Any, out: Optional[Any]) -> Any:
         return self.xp.maximum(x, 0, out=out)
 
     def relu_prox_update(
@@ -228,8 +360,18 @@ class Backend(ABC):
         With :math:`a = (\rho(P + b1^T) + \alpha U^k)/(\rho+\alpha)` and :math:`\beta=(\rho+\alpha)/\gamma`,
         every entry becomes the ReLU prox of :func:`~nnbcd.backend.relu_prox_kernel.relu_prox_scalar`.
         ``p`` (d, N) is :math:`W_i V_{i-1}` and may be overwritten; ``v`` (d, N) is the new :math:`V_i`;
-        ``b`` (d,) is the bias or ``None``.
+        ``b`` (d,) is the bias or ``None``; all of one float dtype.
+
+        Raises
+        ------
+        TypeError, ValueError
+            As :func:`check_kernel_operands` (shapes, dtypes, a read-only ``u``), before any entry is read.
         """
+        check_kernel_operands((("u", u), ("p", p), ("v", v)), bias=("b", b), out="u")
+        return self._relu_prox_update(p, u, v, b, rho, alpha, gamma)
+
+    def _relu_prox_update(self, p: Any, u: Any, v: Any, b: Optional[Any], rho: float, alpha: float,
+                          gamma: float) -> Any:
         if b is not None:
             p += b[:, None]
         a = (rho * p + alpha * u) / (rho + alpha)
@@ -237,24 +379,62 @@ class Backend(ABC):
         return u
 
     def add_scaled_relu(self, y: Any, x: Any, c: float) -> Any:
-        r""":math:`Y \leftarrow Y + c\,\max(X, 0)` in place; returns ``y``."""
+        r""":math:`Y \leftarrow Y + c\,\max(X, 0)` in place on ``y``; returns ``y`` (``x`` of ``y``'s shape).
+
+        Raises
+        ------
+        TypeError, ValueError
+            As :func:`check_kernel_operands`, naming ``y`` or ``x``.
+        """
+        check_kernel_operands((("y", y), ("x", x)), out="y")
+        return self._add_scaled_relu(y, x, c)
+
+    def _add_scaled_relu(self, y: Any, x: Any, c: float) -> Any:
         y += c * self.xp.maximum(x, 0)
         return y
 
     def relu_gap_sq(self, v: Any, u: Any) -> float:
-        r""":math:`\|V - \max(U, 0)\|_F^2`."""
+        r""":math:`\|V - \max(U, 0)\|_F^2` for ``v``, ``u`` of one shape.
+
+        Raises
+        ------
+        TypeError, ValueError
+            As :func:`check_kernel_operands`, naming ``v`` or ``u``.
+        """
+        check_kernel_operands((("v", v), ("u", u)))
+        return self._relu_gap_sq(v, u)
+
+    def _relu_gap_sq(self, v: Any, u: Any) -> float:
         d = v - self.xp.maximum(u, 0)
         return float((d * d).sum())
 
     def lin_gap_sq(self, u: Any, p: Any, b: Optional[Any]) -> float:
-        r""":math:`\|U - P - b1^T\|_F^2` with ``p`` :math:`= WV` (d, N) and ``b`` (d,) or ``None``."""
+        r""":math:`\|U - P - b1^T\|_F^2` with ``p`` :math:`= WV` (d, N) and ``b`` (d,) or ``None``.
+
+        Raises
+        ------
+        TypeError, ValueError
+            As :func:`check_kernel_operands`, naming ``u``, ``p`` or ``b``.
+        """
+        check_kernel_operands((("u", u), ("p", p)), bias=("b", b))
+        return self._lin_gap_sq(u, p, b)
+
+    def _lin_gap_sq(self, u: Any, p: Any, b: Optional[Any]) -> float:
         d = u - p
         if b is not None:
             d -= b[:, None]
         return float((d * d).sum())
 
     def sq_dist(self, x: Any, y: Any) -> float:
-        r""":math:`\|X - Y\|_F^2`."""
+        r""":math:`\|X - Y\|_F^2` for ``x``, ``y`` of one shape (no broadcasting: a mismatch is an error).
+
+        Raises
+        ------
+        ValueError
+            If the shapes differ (the message names ``x`` and ``y``).
+        """
+        if tuple(x.shape) != tuple(y.shape):
+            raise ValueError(f"y has shape {tuple(y.shape)} but x has {tuple(x.shape)}")
         d = x - y
         return float((d * d).sum())
 

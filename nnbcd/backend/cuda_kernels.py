@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 from numba import cuda
 
+from ._base import check_kernel_operands
 from .relu_prox_kernel import relu_prox_constants, relu_prox_scalar
 
 _prox = cuda.jit(device=True)(relu_prox_scalar)
@@ -18,19 +19,27 @@ _THREADS = 256
 
 
 @cuda.jit
-def _relu_prox_update_kernel(p, u, v, b, has_b, rho, alpha, inv, beta, c, inv_1pb):  # pragma: no cover
+def _relu_prox_update_kernel(p, u, v, b, has_b, rho, alpha, inv, cp, cq, ck):  # pragma: no cover
     i, j = cuda.grid(2)
     if i < u.shape[0] and j < u.shape[1]:
         bi = b[i] if has_b else b[0] * 0
         a = (rho * (p[i, j] + bi) + alpha * u[i, j]) * inv
-        u[i, j] = _prox(v[i, j], a, beta, c, inv_1pb)
+        u[i, j] = _prox(v[i, j], a, cp, cq, ck)
 
 
 def relu_prox_update(
     p: Any, u: Any, v: Any, b: Optional[Any], rho: float, alpha: float, gamma: float, zeros1: Any
 ) -> Any:
     """Launch the fused U-block kernel in place on ``u`` (see ``Backend.relu_prox_update``); ``zeros1`` is a
-    length-1 zero array of ``u``'s dtype standing in for a missing bias."""
+    length-1 zero array of ``u``'s dtype standing in for a missing bias.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`~nnbcd.backend._base.check_kernel_operands`, before the launch (a kernel given a
+        smaller ``p`` would read out of bounds).
+    """
+    check_kernel_operands((("u", u), ("p", p), ("v", v)), bias=("b", b), out="u")
     rows, cols = u.shape
     block = (1, _THREADS)
     grid = (rows, (cols + _THREADS - 1) // _THREADS)

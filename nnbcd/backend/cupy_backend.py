@@ -82,7 +82,7 @@ class CupyBackend(Backend):
         w, v = cupy.linalg.eigh(a)  # cuSOLVER syevd has no subset: slice the top k
         return w[::-1][:k], v[:, ::-1][:, :k]
 
-    def relu_prox_update(
+    def _relu_prox_update(
         self, p: Any, u: Any, v: Any, b: Optional[Any], rho: float, alpha: float, gamma: float
     ) -> Any:
         global _KERNEL_FAILURE
@@ -96,7 +96,7 @@ class CupyBackend(Backend):
                 warnings.warn(f"nnbcd cupy backend: the numba-cuda ReLU-prox kernel is unusable "
                               f"({_KERNEL_FAILURE}); using CuPy array expressions of the same formula "
                               "(correct, with more memory traffic)", RuntimeWarning, stacklevel=2)
-        return super().relu_prox_update(p, u, v, b, rho, alpha, gamma)
+        return super()._relu_prox_update(p, u, v, b, rho, alpha, gamma)
 
 
 # why the fused kernel was given up on in this process (None: not tried or working)

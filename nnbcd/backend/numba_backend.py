@@ -24,13 +24,13 @@ except ImportError as exc:  # pragma: no cover - numba is a hard dependency, kep
 _prox = njit(inline="always", cache=False)(relu_prox_scalar)
 
 
-def _relu_prox_update(p, u, v, b, has_b, rho, alpha, inv, beta, c, inv_1pb):  # pragma: no cover
+def _relu_prox_update(p, u, v, b, has_b, rho, alpha, inv, cp, cq, ck):  # pragma: no cover
     n_rows, n_cols = u.shape
     for i in prange(n_rows):
         bi = b[i] if has_b else b[0] * 0
         for j in range(n_cols):
             a = (rho * (p[i, j] + bi) + alpha * u[i, j]) * inv
-            u[i, j] = _prox(v[i, j], a, beta, c, inv_1pb)
+            u[i, j] = _prox(v[i, j], a, cp, cq, ck)
 
 
 def _relu_gap_sq(v, u):  # pragma: no cover - compiled
@@ -106,7 +106,8 @@ class NumbaBackend(NumpyBackend):
         threaded, serial = _KERNELS[name]
         return threaded if size >= self.parallel_min_size else serial
 
-    def relu_prox_update(
+    # the public kernels (Backend) check their operands, then call these compiled implementations
+    def _relu_prox_update(
         self, p: Any, u: Any, v: Any, b: Optional[Any], rho: float, alpha: float, gamma: float
     ) -> Any:
         has_b = b is not None
@@ -117,27 +118,25 @@ class NumbaBackend(NumpyBackend):
         kernel(p, u, v, bb, has_b, t(rho), t(alpha), t(1.0 / (rho + alpha)), *map(t, consts))
         return u
 
-    def relu(self, x: Any, out: Optional[Any] = None) -> Any:
+    def _relu(self, x: Any, out: Optional[Any]) -> Any:
         if out is None:
             out = x.copy()
         elif out is not x:
             out[...] = x
-        if out.flags.c_contiguous:
+        if out.flags.c_contiguous:  # the flat kernel reads the buffer in order
             self._kernel("_relu_inplace", out.size)(out)
         else:
             np.maximum(out, 0, out=out)
         return out
 
-    def add_scaled_relu(self, y: Any, x: Any, c: float) -> Any:
-        if y.ndim == 2 and y.shape == x.shape:
-            self._kernel("_add_scaled_relu", y.size)(y, x, y.dtype.type(c))
-            return y
-        return super().add_scaled_relu(y, x, c)
+    def _add_scaled_relu(self, y: Any, x: Any, c: float) -> Any:
+        self._kernel("_add_scaled_relu", y.size)(y, x, y.dtype.type(c))
+        return y
 
-    def relu_gap_sq(self, v: Any, u: Any) -> float:
+    def _relu_gap_sq(self, v: Any, u: Any) -> float:
         return float(self._kernel("_relu_gap_sq", u.size)(v, u))
 
-    def lin_gap_sq(self, u: Any, p: Any, b: Optional[Any]) -> float:
+    def _lin_gap_sq(self, u: Any, p: Any, b: Optional[Any]) -> float:
         has_b = b is not None
         kernel = self._kernel("_lin_gap_sq", u.size)
         return float(kernel(u, p, b if has_b else np.zeros(1, dtype=u.dtype), has_b))

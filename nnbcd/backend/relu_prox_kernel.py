@@ -23,6 +23,20 @@ On exact ties the table picks :math:`u_+`, as the reference implementation does.
 NN-BCD (Li et al., arXiv 2303.06815, spec §3.2 step 5), itself from the three-splitting BCD of Zeng, Lau,
 Lin and Yao (ICML 2019).
 
+Evaluated form. Rows 1 and 3 are divided by :math:`1+\beta > 0`, which keeps every comparison and keeps
+every intermediate bounded: with :math:`p = 1/(1+\beta)`, :math:`q = \beta/(1+\beta)` and
+:math:`k = (\beta - c)/(1+\beta) = -\beta/((\beta + c)(1+\beta))`,
+
+* :math:`u_+ = p\,v + q\,a` is a convex combination: it cannot overflow, where :math:`v + \beta a` does for
+  large :math:`\beta` or :math:`|a|`;
+* row 1 tests :math:`u_+ < 0` and row 3 tests :math:`k v \le q a`; :math:`k` comes from the rationalised
+  :math:`\beta - c = -\beta/(\beta + c)`, because :math:`\beta - \sqrt{\beta(\beta+1)}` cancels
+  catastrophically (in float32 it is 0 instead of −1/2 from β ≈ 1e7 on, which picks :math:`a` where
+  :math:`u_+` is the minimiser), and :math:`c` itself overflows float64 from β ≈ 1e154.
+
+The constants are computed once per call in float64 and cast to the arrays' precision, where they stay
+in [−1/2, 1]: any finite β > 0 is safe in float32 too.
+
 The formula lives in the backend layer because the backends compile it: :func:`relu_prox_scalar` is the
 single source, which the numba CPU kernel inlines into a parallel loop and the CUDA kernel compiles as a
 device function; :func:`relu_prox_vectorized` is the same table read as array expressions (numpy, CuPy),
@@ -35,23 +49,28 @@ from typing import Any
 
 
 def relu_prox_constants(beta: float) -> tuple:
-    r"""The per-call constants of :func:`relu_prox_scalar`.
+    r"""The per-call constants of :func:`relu_prox_scalar`, computed in float64 without overflow.
 
     Parameters
     ----------
     beta : float
-        Prox weight :math:`\beta > 0`.
+        Prox weight :math:`\beta > 0`, finite.
 
     Returns
     -------
     tuple of float
-        ``(beta, c, inv_1pb)`` with :math:`c = \sqrt{\beta(\beta+1)}` and ``inv_1pb`` :math:`= 1/(1+\beta)`.
+        ``(p, q, k)``: :math:`p = 1/(1+\beta)`, :math:`q = \beta/(1+\beta)`,
+        :math:`k = -\beta/((\beta + c)(1+\beta))` with :math:`c = \sqrt\beta\sqrt{\beta+1}` (the module's
+        evaluated form); each in [−1/2, 1].
     """
-    return beta, math.sqrt(beta * (beta + 1.0)), 1.0 / (1.0 + beta)
+    beta = float(beta)
+    c = math.sqrt(beta) * math.sqrt(beta + 1.0)
+    return 1.0 / (1.0 + beta), beta / (1.0 + beta), -(beta / (beta + c)) / (1.0 + beta)
 
 
-def relu_prox_scalar(v, a, beta, c, inv_1pb):  # type: ignore[no-untyped-def]
-    r"""Scalar ReLU prox :math:`\arg\min_u \frac12(v-\max(u,0))^2 + \frac\beta2(u-a)^2` (the module's table).
+def relu_prox_scalar(v, a, p, q, k):  # type: ignore[no-untyped-def]
+    r"""Scalar ReLU prox :math:`\arg\min_u \frac12(v-\max(u,0))^2 + \frac\beta2(u-a)^2` (the module's table,
+    in its evaluated form).
 
     Untyped on purpose: numba compiles it for float32 and float64 alike.
 
@@ -59,7 +78,7 @@ def relu_prox_scalar(v, a, beta, c, inv_1pb):  # type: ignore[no-untyped-def]
     ----------
     v, a : float
         The new activation and the prox centre.
-    beta, c, inv_1pb : float
+    p, q, k : float
         From :func:`relu_prox_constants`, in the same precision as ``v`` and ``a`` (constant over a whole
         array, and free of literals so that float32 kernels stay in float32).
 
@@ -68,11 +87,11 @@ def relu_prox_scalar(v, a, beta, c, inv_1pb):  # type: ignore[no-untyped-def]
     float
         :math:`u^*`.
     """
-    s = v + beta * a
-    if s < 0:
+    u_plus = p * v + q * a  # (v + βa)/(1 + β)
+    if u_plus < 0:
         return a if a < 0 else 0 * a
-    if a >= 0 or v * (beta - c) <= beta * a:
-        return s * inv_1pb
+    if a >= 0 or k * v <= q * a:
+        return u_plus
     return a
 
 
@@ -82,7 +101,7 @@ def relu_prox_vectorized(v: Any, a: Any, beta: float, xp: Any) -> Any:
     Parameters
     ----------
     v, a : array
-        The new activations and the prox centres, broadcastable, floating point, on ``xp``.
+        The new activations and the prox centres, broadcastable, of one floating dtype, on ``xp``.
     beta : float
         Prox weight :math:`\beta > 0`; the constants are cast to ``a``'s dtype.
     xp : module
@@ -93,8 +112,7 @@ def relu_prox_vectorized(v: Any, a: Any, beta: float, xp: Any) -> Any:
     array
         :math:`u^*` entrywise, of the broadcast shape.
     """
-    beta, c, inv_1pb = (a.dtype.type(x) for x in relu_prox_constants(float(beta)))
-    s = v + beta * a
-    u_plus = s * inv_1pb
-    take_plus = (a >= 0) | (v * (beta - c) <= beta * a)
-    return xp.where(s < 0, xp.minimum(a, 0), xp.where(take_plus, u_plus, a))
+    p, q, k = (a.dtype.type(x) for x in relu_prox_constants(beta))
+    u_plus = p * v + q * a
+    take_plus = (a >= 0) | (k * v <= q * a)
+    return xp.where(u_plus < 0, xp.minimum(a, 0), xp.where(take_plus, u_plus, a))

@@ -9,7 +9,14 @@ sweeps do no extra work). The formulas in the docstrings use the paper's numberi
 
 :data:`BLOCK_TABLE` lists every block kind with its update, whether it carries the α-prox term and the
 kind its time and step are reported under; the sweep order (:mod:`nnbcd.bcd.sweep`) and the history's
-block columns are derived from it.
+block columns are derived from it. A layer whose compression spec has an exact block
+(``Prune(block="masked")``, ``TT(block="cores")``) gets ``W_exact`` instead of ``W`` and ``comp``.
+
+Every W-block that solves from the data in the N-independent form reads them through
+:func:`weight_statistics` only: the Grams :math:`R = UV^T`, :math:`G = VV^T` and the bias sums. They are
+sums over samples, so a sharded run computes them per shard and adds them (the seam for a distributed
+solver); the push-through form of the dense W-block (``w_solve="woodbury"``, for N < d_in) is the one
+solve that reads U and V themselves.
 
 SPD systems are solved by Cholesky and triangular solves, never explicit inverses; which side of a
 push-through identity is solved is chosen by FLOP count (spec §4).
@@ -17,9 +24,10 @@ push-through identity is solved is chosen by FLOP count (spec §4).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Collection, Dict, Optional, Tuple
 
 from ..backend import Backend
+from ..compress.masked import BiasTerm
 from .state import BCDState, Hyper
 
 
@@ -42,10 +50,11 @@ class Workspace:
         self.spare = [be.empty(u.shape, u.dtype) for u in st.U]
         self.v_solve = v_solve
         self.w_solve = w_solve
-        self._first_factor: Dict[Tuple[float, float, float], Any] = {}
+        self._first_factor: Optional[Tuple[Tuple[float, float, float], Any]] = None
+        self._input_statistics: Optional[Tuple[Any, Optional[Any]]] = None
 
     def first_layer_factor(self, key: Tuple[float, float, float], make: Callable[[], Any]) -> Any:
-        """Factor of layer 0's constant system, computed once per key.
+        """Factor of layer 0's system, recomputed only when a scalar it depends on changes.
 
         Parameters
         ----------
@@ -56,11 +65,30 @@ class Workspace:
 
         Returns
         -------
-        The cached factor.
+        The factor for ``key``. Only the last key is kept: scheduled values change it at most once per
+        sweep, and a sweep factors layer 0 once.
         """
-        if key not in self._first_factor:
-            self._first_factor[key] = make()
-        return self._first_factor[key]
+        if self._first_factor is None or self._first_factor[0] != key:
+            self._first_factor = (key, make())
+        return self._first_factor[1]
+
+    def input_statistics(self, v: Any, be: Backend) -> Tuple[Any, Any]:
+        """``(G, s) = (VV^T, V1)`` of layer 0's input, which never changes: computed once.
+
+        Parameters
+        ----------
+        v : array, shape (d_0, N)
+            Layer 0's input (``X``, or a conv layer's patch matrix).
+        be : Backend
+
+        Returns
+        -------
+        (array, array)
+            Shapes (d_0, d_0) and (d_0,).
+        """
+        if self._input_statistics is None:
+            self._input_statistics = (be.gram(v), v.sum(axis=1))
+        return self._input_statistics
 
 
 _UPDATE_PARAMETERS = """
@@ -171,6 +199,129 @@ def update_hidden_v(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Workspace,
     return be.sq_dist(st.V[i], old) if track else 0.0
 
 
+@dataclass(frozen=True)
+class WeightStatistics:
+    r"""The N-sized statistics of a W-block's least-squares term :math:`\tfrac\rho2\|U - WV - b1^T\|^2`.
+
+    Expanded, the term is :math:`\tfrac\rho2(\mathrm{tr}(WGW^T) - 2\langle W,R\rangle
+    + 2b^T(Ws - u) + n\|b\|^2 + \|U\|^2)`, so these are all that the direct dense solve and the exact
+    blocks read from the data. Each is a sum over samples (columns): statistics of disjoint shards of
+    the columns add up to those of the whole.
+
+    Attributes
+    ----------
+    R : array, shape (d_out, d_in)
+        :math:`UV^T`.
+    G : array, shape (d_in, d_in)
+        :math:`VV^T` (symmetric).
+    u : array of shape (d_out,) or None
+        :math:`U1`; ``None`` for a layer without bias.
+    s : array of shape (d_in,) or None
+        :math:`V1`; ``None`` for a layer without bias.
+    n : int
+        N, the number of columns (samples, or patches for a conv layer 0).
+    """
+
+    R: Any
+    G: Any
+    u: Optional[Any]
+    s: Optional[Any]
+    n: int
+
+
+def weight_statistics(st: BCDState, i: int, be: Backend, ws: Workspace) -> WeightStatistics:
+    """The statistics of layer ``i``'s W-block from the current iterate.
+
+    The one place the W-blocks touch N-sized data in their Gram form: two GEMMs (``R``; ``G`` except for
+    layer 0, whose input never changes and whose ``G`` and ``s`` are computed once) and, with a bias,
+    two row sums.
+
+    Parameters
+    ----------
+    st : BCDState
+    i : int
+        The layer, ``0..L-1``.
+    be : Backend
+    ws : Workspace
+        Caches layer 0's input statistics.
+
+    Returns
+    -------
+    WeightStatistics
+        On the backend, in the state's dtype; ``u``, ``s`` only when the layer has a bias.
+    """
+    u, v = st.weight_data(i)
+    has_b = st.b[i] is not None
+    if i == 0:
+        G, s = ws.input_statistics(v, be)
+    else:
+        G, s = be.gram(v), (v.sum(axis=1) if has_b else None)
+    return WeightStatistics(R=be.matmul(u, v.T), G=G, u=u.sum(axis=1) if has_b else None,
+                            s=s if has_b else None, n=int(v.shape[1]))
+
+
+def dense_weight_solve(stats: WeightStatistics, target: Any, b_old: Optional[Any], c: float, rho: float,
+                       alpha_b: float, be: Backend,
+                       cache: Optional[Callable[[Tuple[float, float, float], Callable[[], Any]], Any]] = None
+                       ) -> Tuple[Any, Optional[Any]]:
+    r"""The dense W-block from its statistics: :math:`W = (\text{target} + \rho R)(cI + \rho G)^{-1}`.
+
+    With a bias, the joint solve over :math:`[W, b]` with the system
+    :math:`\begin{pmatrix} cI + \rho G & \rho s\\ \rho s^T & \alpha_b + \rho n\end{pmatrix}` and the
+    right-hand side :math:`[\text{target} + \rho R,\ \alpha_b b^k + \rho u]` (spec §3.4). One Cholesky
+    of size :math:`d_{in}` (+1), never an inverse.
+
+    Parameters
+    ----------
+    stats : WeightStatistics
+        With ``u``, ``s`` when ``b_old`` is given.
+    target : array, shape (d_out, d_in)
+        :math:`\alpha_W W^k + \tau\tilde W^k` (or :math:`cW^k`).
+    b_old : array of shape (d_out,) or None
+        :math:`b^k`; ``None`` for a layer without bias.
+    c : float
+        :math:`\alpha_W + \tau`.
+    rho : float
+        :math:`\kappa\rho`.
+    alpha_b : float
+        The bias prox weight.
+    be : Backend
+    cache : callable, optional
+        ``cache(key, make)`` returning the factor for ``key = (c, ρ, α_b)`` (layer 0's constant system).
+
+    Returns
+    -------
+    (array, array or None)
+        The new W (d_out × d_in, contiguous) and b.
+    """
+    xp = be.xp
+    G = stats.G
+    d_in = G.shape[0]
+    has_b = b_old is not None
+
+    def make_system() -> Any:
+        if not has_b:
+            a = rho * G
+            be.add_diag(a, c)
+            return be.cho_factor(a, overwrite_a=True)
+        a = be.empty((d_in + 1, d_in + 1), G.dtype)
+        a[:d_in, :d_in] = rho * G
+        a[:d_in, d_in] = rho * stats.s
+        a[d_in, :d_in] = rho * stats.s
+        a[d_in, d_in] = alpha_b + rho * stats.n
+        be.add_diag(a[:d_in, :d_in], c)
+        return be.cho_factor(a, overwrite_a=True)
+
+    factor = make_system() if cache is None else cache((c, rho, alpha_b if has_b else 0.0), make_system)
+    rhs = rho * stats.R
+    rhs += target
+    if has_b:
+        rhs_b = alpha_b * b_old + rho * stats.u
+        rhs = xp.concatenate([rhs, rhs_b[:, None]], axis=1)
+    sol = be.cho_solve_right(factor, rhs, overwrite_b=True)
+    return xp.ascontiguousarray(sol[:, :d_in]), (xp.ascontiguousarray(sol[:, d_in]) if has_b else None)
+
+
 @_block_update
 def update_weight(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Workspace, track: bool) -> float:
     r"""Joint exact update of :math:`(W_i, b_i)` with the prox and compression couplings.
@@ -179,17 +330,14 @@ def update_weight(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Workspace, t
 
     .. math:: W_i = (\alpha_W W_i^k + \tau_i\tilde W_i^k + \rho U_i V^T)(cI + \rho VV^T)^{-1}
 
-    and, when :math:`N < d_{i-1}`, the push-through form
-    :math:`W_i = \bar W + \rho(U_i - \bar WV)(cI_N + \rho V^TV)^{-1}V^T`,
+    (:func:`dense_weight_solve` on :func:`weight_statistics`) and, when :math:`N < d_{i-1}`, the
+    push-through form :math:`W_i = \bar W + \rho(U_i - \bar WV)(cI_N + \rho V^TV)^{-1}V^T`,
     :math:`\bar W = (\alpha_W W_i^k + \tau_i\tilde W_i^k)/c`. With a bias, :math:`V` is augmented by a
     row of ones and the prox weight of that row is :math:`\alpha_b` (spec §3.4). :math:`\rho` here is
     :math:`\kappa\rho`.
     """
-    xp = be.xp
     w_old, b_old = st.W[i], st.b[i]
-    u, v = st.weight_data(i)
     d_in = w_old.shape[1]
-    n = v.shape[1]
     rho = hp.rho_w
     tau = st.tau.get(i, 0.0)
     c = hp.alpha_w + tau
@@ -198,45 +346,66 @@ def update_weight(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Workspace, t
     else:
         # no coupling, or the reference's projected pruning where W~^k = W^k (spec §3.3)
         target = c * w_old
-    has_b = b_old is not None
     form = ws.w_solve
     if form == "auto":
-        form = "woodbury" if n < d_in else "direct"
+        form = "woodbury" if st.weight_input(i).shape[1] < d_in else "direct"
     if form == "direct":
-        def make_system() -> Any:
-            if not has_b:
-                return be.cho_factor_gram(v, rho, c)
-            a = be.empty((d_in + 1, d_in + 1), v.dtype)
-            a[:d_in, :d_in] = rho * be.gram(v)
-            s = rho * v.sum(axis=1)
-            a[:d_in, d_in] = s
-            a[d_in, :d_in] = s
-            a[d_in, d_in] = hp.alpha_b + rho * n
-            be.add_diag(a[:d_in, :d_in], c)
-            return be.cho_factor(a, overwrite_a=True)
-
-        factor = (
-            ws.first_layer_factor((c, rho, hp.alpha_b if has_b else 0.0), make_system)
-            if i == 0
-            else make_system()
-        )
-        rhs = be.matmul(u, v.T)
-        rhs *= rho
-        rhs += target
-        if has_b:
-            rhs_b = hp.alpha_b * b_old + rho * u.sum(axis=1)
-            rhs = xp.concatenate([rhs, rhs_b[:, None]], axis=1)
-        sol = be.cho_solve_right(factor, rhs, overwrite_b=True)
+        w_new, b_new = dense_weight_solve(weight_statistics(st, i, be, ws), target, b_old, c, rho, hp.alpha_b,
+                                          be, ws.first_layer_factor if i == 0 else None)
     else:
-        sol = _weight_woodbury(xp, be, u, v, target, b_old, c, rho, hp.alpha_b)
-    w_new = xp.ascontiguousarray(sol[:, :d_in])
-    step = be.sq_dist(w_new, w_old) if track else 0.0
+        u, v = st.weight_data(i)
+        sol = _weight_woodbury(be.xp, be, u, v, target, b_old, c, rho, hp.alpha_b)
+        w_new = be.xp.ascontiguousarray(sol[:, :d_in])
+        b_new = be.xp.ascontiguousarray(sol[:, d_in]) if b_old is not None else None
+    return _store_weight(st, i, w_new, b_new, be, track)
+
+
+def _store_weight(st: BCDState, i: int, w_new: Any, b_new: Optional[Any], be: Backend, track: bool) -> float:
+    """Put the new (W_i, b_i) in the state; the squared step of both when ``track``."""
+    step = be.sq_dist(w_new, st.W[i]) if track else 0.0
+    if track and b_new is not None:
+        step += be.sq_dist(b_new, st.b[i])
     st.W[i] = w_new
-    if has_b:
-        b_new = xp.ascontiguousarray(sol[:, d_in])
-        if track:
-            step += be.sq_dist(b_new, b_old)
+    if b_new is not None:
         st.b[i] = b_new
+    return step
+
+
+@_block_update
+def update_weight_exact(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Workspace, track: bool) -> float:
+    r"""The exact W-block on layer ``i``'s compressed form (beyond the paper): :math:`W_i` is the compressed
+    weight itself, no τ term.
+
+    .. math:: \min_{W\in\mathcal C,\,b}\ \tfrac\rho2\|U_i - WV - b1^T\|^2 + \tfrac{\alpha_W}2\|W - W^k\|^2
+              + \tfrac{\alpha_b}2\|b - b^k\|^2
+
+    over the layer's compressed parametrisation :math:`\mathcal C` (a fixed support: one exact solve;
+    TT cores: one sweep of exact core solves, each a prox step), through
+    :meth:`~nnbcd.compress.base.Compression.exact_update` on :func:`weight_statistics`. On the sweeps
+    where the spec re-chooses its structure (:meth:`~nnbcd.compress.base.Compression.reselects`), the
+    dense W-block's step (τ = 0) is taken first and projected (top-k / TT-SVD), and the exact block
+    starts from that projection; those sweeps may increase Φ. The squared step reported is the sum of
+    the sub-block steps (each TT core's) plus the bias step: with them the sufficient decrease
+    :math:`\Phi^k - \Phi^{k+1} \ge \tfrac\alpha2\|\Delta\|^2` holds on the other sweeps.
+    """
+    spec = st.compress[i]
+    sweep = st.sweep
+    resolved = spec.at(sweep, st.Wt[i])
+    stats = weight_statistics(st, i, be, ws)
+    current, b_centre = st.Wt[i], st.b[i]
+    rho = hp.rho_w
+    reselect = spec.reselects(sweep)
+    if reselect:
+        w_dense, b_centre = dense_weight_solve(stats, hp.alpha_w * st.W[i], b_centre, hp.alpha_w, rho,
+                                               hp.alpha_b, be)
+        current = resolved.project(w_dense, backend=be)
+    bias = None if b_centre is None else BiasTerm(b=b_centre, s=stats.s, u=stats.u, n=stats.n, alpha_b=hp.alpha_b)
+    out = resolved.exact_update(current, stats.R, stats.G, rho, hp.alpha_w, bias=bias, backend=be)
+    st.Wt[i] = out.compressed
+    if reselect or not track:
+        return _store_weight(st, i, out.compressed.dense, out.b, be, track)
+    step = out.step_sq + (0.0 if out.b is None else be.sq_dist(out.b, st.b[i]))
+    _store_weight(st, i, out.compressed.dense, out.b, be, False)
     return step
 
 
@@ -275,7 +444,7 @@ def update_compression(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Workspa
     (:meth:`BCDState.group`); with ``replaces_weight`` (projected pruning) :math:`W_i` is overwritten
     by :math:`\tilde W_i`.
     """
-    spec = st.compress[i]
+    spec = st.compress[i].at(st.sweep, st.Wt[i])
     old = st.Wt[i].dense
     st.Wt[i] = spec.project(st.W[i], backend=be, weights=st.group(i))
     step = be.sq_dist(st.Wt[i].dense, old) if track else 0.0
@@ -300,8 +469,9 @@ class Block:
     reports : str
         The kind its time and squared step are added to in the history (``time_<reports>``,
         ``step_<reports>``).
-    where : {"output", "hidden", "every", "compressed"}
-        The layers it acts on: the last layer, layers ``0..L-2``, every layer, the compressed layers.
+    where : {"output", "hidden", "not_exact", "exact", "projection"}
+        The layers it acts on: the last layer, layers ``0..L-2``, every layer but those with an exact
+        block, those with an exact block, the compressed layers with the projection block.
     """
 
     kind: str
@@ -310,7 +480,7 @@ class Block:
     reports: str
     where: str
 
-    def acts_on(self, i: int, n_layers: int, compressed: bool) -> bool:
+    def acts_on(self, i: int, n_layers: int, kind: str) -> bool:
         """Whether this block is part of layer ``i``'s step.
 
         Parameters
@@ -319,34 +489,44 @@ class Block:
             The layer, ``0..n_layers-1``.
         n_layers : int
             L.
-        compressed : bool
-            Whether layer ``i`` is compressed.
+        kind : {"dense", "projection", "exact"}
+            Layer ``i`` is uncompressed, compressed with the projection block, or compressed with an
+            exact block (:func:`layer_kind`).
 
         Returns
         -------
         bool
         """
-        return _WHERE[self.where](i, n_layers, compressed)
+        return _WHERE[self.where](i, n_layers, kind)
 
 
-_WHERE: Dict[str, Callable[[int, int, bool], bool]] = {
-    "output": lambda i, n_layers, compressed: i == n_layers - 1,
-    "hidden": lambda i, n_layers, compressed: i < n_layers - 1,
-    "every": lambda i, n_layers, compressed: True,
-    "compressed": lambda i, n_layers, compressed: compressed,
+def layer_kind(i: int, compressed: Collection[int], exact: Collection[int] = ()) -> str:
+    """``"exact"``, ``"projection"`` or ``"dense"``: how layer ``i``'s weight is trained."""
+    return "exact" if i in exact else "projection" if i in compressed else "dense"
+
+
+_WHERE: Dict[str, Callable[[int, int, str], bool]] = {
+    "output": lambda i, n_layers, kind: i == n_layers - 1,
+    "hidden": lambda i, n_layers, kind: i < n_layers - 1,
+    "not_exact": lambda i, n_layers, kind: kind != "exact",
+    "exact": lambda i, n_layers, kind: kind == "exact",
+    "projection": lambda i, n_layers, kind: kind == "projection",
 }
 
 
 #: Every block kind, in the order a layer's blocks are updated (spec §3): the sweep visits the layers
 #: from L-1 down to 0 and, in each, the blocks of this table that act on it. Prox membership follows
-#: the paper: V_L, U_i (i < L) and every W_i carry the α-prox; U_L, V_i (i < L) and W~_i do not.
+#: the paper: V_L, U_i (i < L) and every W_i carry the α-prox; U_L, V_i (i < L) and W~_i do not. A layer
+#: with an exact block on its compressed form has ``W_exact`` (with the α-prox) instead of ``W`` and
+#: ``comp``.
 BLOCK_TABLE: Tuple[Block, ...] = (
     Block("V_out", update_output_v, prox=True, reports="V", where="output"),
     Block("U_out", update_output_u, prox=False, reports="U", where="output"),
     Block("V", update_hidden_v, prox=False, reports="V", where="hidden"),
     Block("U", update_hidden_u, prox=True, reports="U", where="hidden"),
-    Block("W", update_weight, prox=True, reports="W", where="every"),
-    Block("comp", update_compression, prox=False, reports="comp", where="compressed"),
+    Block("W", update_weight, prox=True, reports="W", where="not_exact"),
+    Block("W_exact", update_weight_exact, prox=True, reports="W", where="exact"),
+    Block("comp", update_compression, prox=False, reports="comp", where="projection"),
 )
 
 #: The kinds the history reports time and steps under (``time_V``, ``step_V``, ...), in table order.

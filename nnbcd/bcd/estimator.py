@@ -26,12 +26,13 @@ from .. import _validation as val
 from ..backend import Backend, check_dtype, get_backend
 from ..compress.base import Compression
 from ..result import SolveResult, Status
+from ..schedules import Schedule, as_schedule
 from .blocks import Workspace
 from .conv import InputConv2d
 from .init import init_weight
 from .loop import Scored, run
 from .objective import forward
-from .state import BCDState, Hyper
+from .state import BCDState, Hyper, Scheduled, Schedules
 
 logger = logging.getLogger(__name__)
 
@@ -64,15 +65,23 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         Widths of the hidden layers (after the conv layer, when there is one); ``()`` for none.
     conv : InputConv2d, optional
         A convolutional first layer (layer 0); ``X``'s rows then hold ``conv.in_shape`` images.
-    gamma, rho, alpha : float > 0
-        Activation coupling γ, linear coupling ρ, proximal weight α.
+    gamma, rho : float > 0 or Schedule
+        Activation coupling γ and linear coupling ρ: a number, or a :class:`~nnbcd.schedules.Schedule`
+        (or its table, ``{"type": "geometric", "start": ..., "factor": ..., "ceiling": ...}``) giving the
+        value of each sweep.
+    alpha : float > 0
+        Proximal weight α.
     alpha_w, alpha_b : float > 0, optional
         Prox weights of the W and bias blocks (default ``alpha``).
     compress : mapping {int: Compression}, optional
         Compression spec per layer, keyed by layer ``0..L-1``. One spec object shared by several layers
-        is one group (e.g. global pruning). A conv layer 0 is not compressed.
-    tau : float ≥ 0 or mapping {int: float}
-        Compression coupling τ, one value or one per compressed layer (keys ``0..L-1``).
+        is one group (e.g. global pruning). A conv layer 0 is not compressed. A spec with an exact block
+        (``Prune(block="masked")``, ``TT(block="cores")``) trains the layer on its compressed form: no τ.
+    tau : float ≥ 0, Schedule or mapping {int: float or Schedule}
+        Compression coupling τ of the layers with the projection block: one value or schedule, or one
+        per layer (keys ``0..L-1``). With schedules (τ growing geometrically to a ceiling, as the LC
+        algorithm's penalty), the convergence guarantee holds from the sweep where every schedule is
+        constant (``result_.constant_from``); ``tol`` is checked from there.
     bias : bool
         Train biases with their exact joint update (the reference has none).
     loss_scale : {"sum", "mean"}
@@ -188,8 +197,8 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         alpha = val.check_positive(self.alpha, "alpha")
         return {
             "hidden": val.check_hidden_layer_sizes(self.hidden_layer_sizes),
-            "gamma": val.check_positive(self.gamma, "gamma"),
-            "rho": val.check_positive(self.rho, "rho"),
+            "gamma": _scheduled(self.gamma, "gamma"),
+            "rho": _scheduled(self.rho, "rho"),
             "alpha": alpha,
             "alpha_w": val.check_positive(alpha if self.alpha_w is None else self.alpha_w, "alpha_w"),
             "alpha_b": val.check_positive(alpha if self.alpha_b is None else self.alpha_b, "alpha_b"),
@@ -204,8 +213,9 @@ class NNBCD(ClassifierMixin, BaseEstimator):
             "w_solve": val.check_choice(self.w_solve, ("auto", "direct", "woodbury"), "w_solve"),
         }
 
-    def _checked_compression(self, widths: Tuple[int, ...]) -> Tuple[Dict[int, Compression], Dict[int, float]]:
-        """``compress`` and ``tau`` as dicts keyed by the compressed layers ``0..L-1``."""
+    def _checked_compression(self, widths: Tuple[int, ...]) -> Tuple[Dict[int, Compression], Dict[int, Scheduled]]:
+        """``compress`` as a dict keyed by the compressed layers ``0..L-1``, ``tau`` by the layers with the
+        projection block."""
         L = len(widths) - 1
         compress: Dict[int, Compression] = {}
         for layer, spec in dict(self.compress or {}).items():
@@ -219,16 +229,21 @@ class NNBCD(ClassifierMixin, BaseEstimator):
                 raise TypeError(f"compress[{layer}] must be a Compression (TT, Prune, ...), got {type(spec).__name__}")
             spec.validate((widths[layer + 1], widths[layer]), f"compress[{layer}]")
             compress[int(layer)] = spec
-        if isinstance(self.tau, Mapping):
+        coupled = [i for i, spec in compress.items() if not spec.exact_at(1)]
+        if isinstance(self.tau, Mapping) and "type" not in self.tau:
             extra = set(self.tau) - set(compress)
             if extra:
                 raise ValueError(f"tau has keys {sorted(extra, key=repr)} that are not compressed layers "
                                  f"(compressed: {sorted(compress)}; layers are numbered 0..{L - 1})")
-            tau = {i: val.check_positive(self.tau.get(i, 0.0), f"tau[{i}]", allow_zero=True) for i in compress}
+            exact = sorted(set(self.tau) - set(coupled))
+            if exact:
+                raise ValueError(f"tau has keys {exact} whose compression has an exact block "
+                                 f"({compress[exact[0]]!r}): those layers have no τ coupling")
+            tau = {i: _scheduled(self.tau.get(i, 0.0), f"tau[{i}]", allow_zero=True) for i in coupled}
         else:
-            t = val.check_positive(self.tau, "tau", allow_zero=True)
-            tau = {i: t for i in compress}
-        if compress and not any(tau.values()) and not all(s.replaces_weight for s in compress.values()):
+            t = _scheduled(self.tau, "tau", allow_zero=True)
+            tau = {i: t for i in coupled}
+        if coupled and not any(tau.values()) and not all(compress[i].replaces_weight for i in coupled):
             logger.warning("compress is set but tau is 0: the compressed copies do not act on the weights")
         return compress, tau
 
@@ -297,14 +312,16 @@ class NNBCD(ClassifierMixin, BaseEstimator):
             x_cols = be.asarray(xv.T, dtype)
             validation = Scored(x_cols, be.asarray(_one_hot(lv, len(self.classes_)), dtype), be.xp.asarray(lv),
                                 None if self.conv is None else self.conv.patches(x_cols, be))
-        hp = Hyper(gamma=cfg["gamma"], rho=cfg["rho"], alpha=cfg["alpha"], alpha_w=cfg["alpha_w"],
-                   alpha_b=cfg["alpha_b"], kappa=1.0 if cfg["loss_scale"] == "sum" else 1.0 / X.shape[0])
-        st = self._initial_state(widths, compress, tau, be, be.asarray(X.T, dtype),
+        schedules = Schedules(gamma=cfg["gamma"], rho=cfg["rho"], tau=tau)
+        hp = schedules.hyper(Hyper(gamma=0.0, rho=0.0, alpha=cfg["alpha"], alpha_w=cfg["alpha_w"],
+                                   alpha_b=cfg["alpha_b"],
+                                   kappa=1.0 if cfg["loss_scale"] == "sum" else 1.0 / X.shape[0]), 1)
+        st = self._initial_state(widths, compress, schedules.tau_at(1), be, be.asarray(X.T, dtype),
                                  be.asarray(_one_hot(labels, len(self.classes_)), dtype), cfg["init_scale"])
         ws = Workspace(st, be, cfg["v_solve"], cfg["w_solve"])
         result = run(st, hp, be, ws, labels=be.xp.asarray(labels), validation=validation,
                      max_iter=cfg["max_iter"], tol=cfg["tol"], monitor_every=cfg["monitor_every"],
-                     callback=callback, verbose=bool(self.verbose))
+                     callback=callback, verbose=bool(self.verbose), schedules=schedules)
         if cfg["tol"] is not None and result.status == Status.MAX_ITER:
             warnings.warn(f"NNBCD reached max_iter={cfg['max_iter']} before the relative objective change "
                           f"fell below tol={cfg['tol']}; increase max_iter or tol.", ConvergenceWarning,
@@ -332,9 +349,9 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         st = BCDState(W=W, b=b, U=[], V=[], X=X, Y=Y, compress=compress, tau=tau, conv=conv,
                       patches=None if conv is None else conv.patches(X, be))
         for i, spec in compress.items():
-            st.Wt[i] = spec.initial(W[i], backend=be, weights=st.group(i))
+            st.Wt[i] = spec.at(1).initial(W[i], backend=be, weights=st.group(i))
         for i, spec in compress.items():  # after all initial copies: a global threshold sees W^0
-            if spec.replaces_weight:
+            if spec.replaces_weight or spec.exact_at(1):
                 st.W[i] = st.Wt[i].dense.copy()
         for i in range(L):  # forward pass with the weights in use: every coupling term is 0 (spec §5)
             u = st.linear(i, be)
@@ -414,6 +431,14 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         if isinstance(state.get("backend_"), str):
             state = dict(state, backend_=get_backend(state["backend_"]))
         super().__setstate__(state)
+
+
+def _scheduled(value: Any, name: str, allow_zero: bool = False) -> Scheduled:
+    """A hyperparameter as a number (> 0, or ≥ 0 with ``allow_zero``) or a :class:`~nnbcd.schedules.Schedule`
+    (from a Schedule or its table), checked; errors name ``name``."""
+    if isinstance(value, (Schedule, Mapping)):
+        return as_schedule(dict(value) if isinstance(value, Mapping) else value, name)
+    return val.check_positive(value, name, allow_zero=allow_zero)
 
 
 def _check_conv_input(X: np.ndarray, conv: Optional[InputConv2d]) -> None:

@@ -12,13 +12,14 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
+from .._validation import NonFiniteError
 from ..backend import Backend
 from ..compress.accounting import compression_ratios
 from ..ops.prune import effective_sparsity, true_sparsity
 from ..result import History, SolveResult, Status
 from .blocks import REPORTED_KINDS, Workspace
 from .objective import forward, net_metrics, objective_terms
-from .state import BCDState, Hyper
+from .state import BCDState, Hyper, Schedules, last_change
 from .sweep import sweep
 
 
@@ -96,9 +97,26 @@ def _compression_metrics(st: BCDState, be: Backend, deployed: List[Any]) -> Dict
     return rec
 
 
+def constant_from(st: BCDState, schedules: Schedules) -> Optional[int]:
+    """The first sweep from which no scheduled value (γ, ρ, τ, rank caps, sparsities) changes and no
+    compressed structure is re-chosen: from its record on, every sweep minimises the same Φ, so the
+    convergence guarantee (sufficient decrease, the O(1/k) rate) applies. ``None`` if that never happens."""
+    return last_change([schedules.constant_from] + [spec.constant_from for spec in st.compress.values()])
+
+
+def _structure_record(st: BCDState) -> Dict[str, float]:
+    """``rank_i`` / ``sparsity_i``: what each compression spec used in the sweep just run."""
+    rec: Dict[str, float] = {}
+    for i, spec in st.compress.items():
+        for name, value in spec.at(st.sweep, st.Wt[i]).record(st.Wt[i]).items():
+            rec[f"{name}_{i}"] = value
+    return rec
+
+
 def run(st: BCDState, hp: Hyper, be: Backend, ws: Workspace, *, labels: Any, validation: Optional[Scored],
         max_iter: int, tol: Optional[float], monitor_every: int,
-        callback: Optional[Callable[[SolveResult], Any]], verbose: bool) -> SolveResult:
+        callback: Optional[Callable[[SolveResult], Any]], verbose: bool,
+        schedules: Optional[Schedules] = None) -> SolveResult:
     r"""Sweep until a stopping rule holds.
 
     Parameters
@@ -107,6 +125,7 @@ def run(st: BCDState, hp: Hyper, be: Backend, ws: Workspace, *, labels: Any, val
         The initial iterate, updated in place (on a failure, its weights are reset to the last finite
         iterate).
     hp : Hyper
+        γ and ρ are replaced in each sweep by those of ``schedules``.
     be : Backend
     ws : Workspace
     labels : int array, shape (N,)
@@ -116,7 +135,8 @@ def run(st: BCDState, hp: Hyper, be: Backend, ws: Workspace, *, labels: Any, val
         Most sweeps to run.
     tol : float, optional
         Stop with :attr:`~nnbcd.result.Status.CONVERGED` when, between consecutive monitored
-        iterations, :math:`|\Phi^{prev}-\Phi| \le tol\cdot\max(1,|\Phi^{prev}|)`.
+        iterations from :func:`constant_from` on, :math:`|\Phi^{prev}-\Phi| \le tol\cdot\max(1,|\Phi^{prev}|)`
+        (while a schedule still moves, Φ is not one function).
     monitor_every : int
         Monitor every this many sweeps and the last one.
     callback : callable, optional
@@ -124,12 +144,15 @@ def run(st: BCDState, hp: Hyper, be: Backend, ws: Workspace, *, labels: Any, val
         (no ``status``/``success``/``message``); raising ``StopIteration`` stops the run.
     verbose : bool
         Show a tqdm progress bar.
+    schedules : Schedules, optional
+        γ, ρ and τ per sweep; default the constants of ``hp`` and ``st.tau``.
 
     Returns
     -------
     SolveResult
         With the :class:`~nnbcd.result.Status` the run stopped with; ``nit`` sweeps, one history
-        record each (the failed sweep's record included).
+        record each (the failed sweep's record included) with the values of the sweep (``gamma``,
+        ``rho``, ``tau_i``, ``rank_i``, ``sparsity_i``), and ``constant_from``.
     """
     from tqdm.auto import tqdm
 
@@ -140,18 +163,28 @@ def run(st: BCDState, hp: Hyper, be: Backend, ws: Workspace, *, labels: Any, val
     nit = 0
     last_good = _snapshot(st)
     previous = None
+    if schedules is None:
+        schedules = Schedules(gamma=hp.gamma, rho=hp.rho, tau=dict(st.tau))
+    settled = constant_from(st, schedules)
     with tqdm(total=max_iter, disable=not verbose or None, desc="nnbcd") as bar:
         for k in range(1, max_iter + 1):
             nit = k
             monitored = k % monitor_every == 0 or k == max_iter
+            st.sweep = k
+            hp_k = schedules.hyper(hp, k)
+            exact = st.exact_layers
+            st.tau = {i: t for i, t in schedules.tau_at(k).items() if i not in exact}
             t0 = time.perf_counter()
             try:
                 with np.errstate(over="ignore", invalid="ignore"):
-                    rec = sweep(st, hp, be, ws, track=monitored)
+                    rec = sweep(st, hp_k, be, ws, track=monitored)
                 failure = None if _finite(st, be) else Status.NON_FINITE
             except np.linalg.LinAlgError:
                 # every system is SPD in exact arithmetic: only overflowing or non-finite data get here
                 rec, failure = {}, Status.NOT_POSITIVE_DEFINITE
+            except NonFiniteError:
+                # a compression block (TT-SVD, top-k) refused a weight that had become non-finite
+                rec, failure = {}, Status.NON_FINITE
             rec["time"] = time.perf_counter() - t0
             total += rec["time"]
             if failure is not None:
@@ -162,10 +195,12 @@ def run(st: BCDState, hp: Hyper, be: Backend, ws: Workspace, *, labels: Any, val
             if not monitored:
                 rec.update({key: math.nan for key in rec if key.startswith("step_") or key == "prox_step_sq"})
             rec["step_sq"] = sum(rec[f"step_{kind}"] for kind in REPORTED_KINDS)
+            rec.update(schedules.record(k))
+            rec.update(_structure_record(st))
             last_good = _snapshot(st)
             if monitored:
                 t1 = time.perf_counter()
-                rec.update(monitor(st, hp, be, ws, labels, validation))
+                rec.update(monitor(st, hp_k, be, ws, labels, validation))
                 rec["time_monitor"] = time.perf_counter() - t1
                 fun = rec["objective"]
             history.append(rec)
@@ -175,21 +210,22 @@ def run(st: BCDState, hp: Hyper, be: Backend, ws: Workspace, *, labels: Any, val
                 if "val_acc" in rec:
                     post["val_acc"] = f"{rec['val_acc']:.4f}"
                 bar.set_postfix(post, refresh=False)
-                if tol is not None:
+                if tol is not None and settled is not None and k >= settled:
                     if previous is not None and abs(previous - fun) <= tol * max(1.0, abs(previous)):
                         status = Status.CONVERGED
                         break
                     previous = fun
             if callback is not None:
                 try:
-                    callback(SolveResult(_fields(st, history, k, fun, total)))
+                    callback(SolveResult(_fields(st, history, k, fun, total, settled)))
                 except StopIteration:
                     status = Status.CALLBACK
                     break
-    return SolveResult.finished(status, **_fields(st, history, nit, fun, total))
+    return SolveResult.finished(status, **_fields(st, history, nit, fun, total, settled))
 
 
-def _fields(st: BCDState, history: History, nit: int, fun: float, total: float) -> Dict[str, Any]:
+def _fields(st: BCDState, history: History, nit: int, fun: float, total: float,
+            settled: Optional[int]) -> Dict[str, Any]:
     """Everything a result holds but its status."""
     x = {
         "W": list(st.W),
@@ -198,7 +234,8 @@ def _fields(st: BCDState, history: History, nit: int, fun: float, total: float) 
         "W_deployed": [st.deployed(i) for i in range(st.n_layers)],
     }
     compression = {i: dict(c.info, n_params=c.n_params) for i, c in st.Wt.items()}
-    return dict(x=x, nit=nit, fun=fun, history=history, time=total, compression=compression)
+    return dict(x=x, nit=nit, fun=fun, history=history, time=total, compression=compression,
+                constant_from=settled)
 
 
 def _finite(st: BCDState, be: Backend) -> bool:

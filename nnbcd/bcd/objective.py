@@ -8,7 +8,9 @@ r"""Objective terms of NN-BCD (spec §2) and the deployed network's loss and acc
            + \sum_{i\in C}\tfrac\tau2\|W_i-\tilde W_i\|^2
 
 (paper numbering; the terms are recorded under the layer numbers ``0..L-1``, ``relu_0`` being the
-paper's :math:`\|V_1-\sigma(U_1)\|^2` term).
+paper's :math:`\|V_1-\sigma(U_1)\|^2` term). C holds the layers with the projection block; a layer with an
+exact block on its compressed form has no coupling term (``comp_i`` = 0). With schedules, τ, γ and ρ
+are the values of the sweep just run.
 """
 from __future__ import annotations
 
@@ -47,6 +49,8 @@ def objective_terms(st: BCDState, hp: Hyper, be: Backend, work: List[Any]) -> Di
         terms[f"lin_{i}"] = k * 0.5 * hp.rho * be.lin_gap_sq(st.U[i], p, st.bias_rows(i, be))
     for i, tau in st.tau.items():
         terms[f"comp_{i}"] = 0.5 * tau * be.sq_dist(st.W[i], st.Wt[i].dense)
+    for i in st.exact_layers:  # W_i is the compressed weight itself: no coupling term
+        terms[f"comp_{i}"] = 0.0
     objective = sum(terms.values())
     terms["objective"] = objective
     terms["objective_ref"] = objective + k * (hp.gamma - 1.0) * data

@@ -6,11 +6,26 @@ output variable.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from dataclasses import dataclass, field, replace
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 from ..compress.base import Compressed, Compression
+from ..schedules import Schedule
 from .conv import InputConv2d
+
+#: A hyperparameter as the solver holds it: a plain number, or a schedule of values per sweep.
+Scheduled = Union[float, Schedule]
+
+
+def value_at(value: Scheduled, sweep: int) -> float:
+    """The value of a number or schedule in sweep ``sweep`` (1-based)."""
+    return value.value(sweep) if isinstance(value, Schedule) else value
+
+
+def last_change(froms: Iterable[Optional[int]]) -> Optional[int]:
+    """The first sweep from which all of several settle (``max``), ``None`` if one never does."""
+    froms = list(froms)
+    return None if any(f is None for f in froms) else max(froms, default=1)
 
 
 @dataclass(frozen=True)
@@ -41,6 +56,42 @@ class Hyper:
         return self.kappa * self.rho
 
 
+@dataclass(frozen=True)
+class Schedules:
+    """The hyperparameters that may change from sweep to sweep (numbers or :class:`~nnbcd.schedules.Schedule`).
+
+    Parameters
+    ----------
+    gamma, rho : float or Schedule
+    tau : dict of int to (float or Schedule)
+        τ of each layer with the projection block (0 for no coupling).
+    """
+
+    gamma: Scheduled
+    rho: Scheduled
+    tau: Dict[int, Scheduled]
+
+    def hyper(self, base: Hyper, sweep: int) -> Hyper:
+        """``base`` with γ and ρ of sweep ``sweep``."""
+        return replace(base, gamma=value_at(self.gamma, sweep), rho=value_at(self.rho, sweep))
+
+    def tau_at(self, sweep: int) -> Dict[int, float]:
+        """τ of each projection-block layer in sweep ``sweep``."""
+        return {i: value_at(t, sweep) for i, t in self.tau.items()}
+
+    def record(self, sweep: int) -> Dict[str, float]:
+        """``gamma``, ``rho`` and ``tau_i``: the values of sweep ``sweep``, for the history."""
+        rec = {"gamma": value_at(self.gamma, sweep), "rho": value_at(self.rho, sweep)}
+        rec.update({f"tau_{i}": t for i, t in self.tau_at(sweep).items()})
+        return rec
+
+    @property
+    def constant_from(self) -> Optional[int]:
+        """The first sweep from which none of these values changes (``None`` if one never settles)."""
+        return last_change(v.constant_from if isinstance(v, Schedule) else 1
+                           for v in (self.gamma, self.rho, *self.tau.values()))
+
+
 @dataclass
 class BCDState:
     """All blocks of one NN-BCD iterate (arrays live on the solver's backend, one dtype).
@@ -60,13 +111,16 @@ class BCDState:
     compress : dict of int to Compression
         The compression spec of each compressed layer.
     tau : dict of int to float
-        τ of each compressed layer.
+        τ of each layer with the projection block, in the sweep in progress.
     Wt : dict of int to Compressed
         The compressed copy :math:`\\tilde W_i` of each compressed layer.
     conv : InputConv2d, optional
         The convolutional first layer.
     patches : array, shape (P, N·H'W'), optional
         The conv layer's constant patch matrix :math:`\\hat X^T`.
+    sweep : int
+        The sweep in progress (1-based; 0 before the first): scheduled values and structure
+        re-selections of the compression specs depend on it.
     """
 
     W: List[Any]
@@ -80,6 +134,7 @@ class BCDState:
     Wt: Dict[int, Compressed] = field(default_factory=dict)
     conv: Optional[InputConv2d] = None
     patches: Any = None
+    sweep: int = 0
 
     @property
     def n_layers(self) -> int:
@@ -90,6 +145,12 @@ class BCDState:
     def n_samples(self) -> int:
         """N, the number of training samples."""
         return self.X.shape[1]
+
+    @property
+    def exact_layers(self) -> Tuple[int, ...]:
+        """The compressed layers whose W-block is an exact block on the compressed form in the sweep in
+        progress (in the initial state: those exact from the first sweep)."""
+        return tuple(i for i, spec in self.compress.items() if spec.exact_at(max(self.sweep, 1)))
 
     def v_in(self, i: int) -> Any:
         """Input of layer ``i``: :math:`V_{i-1}` in the paper's numbering of layer ``i+1``; ``X`` for layer 0."""
@@ -139,6 +200,10 @@ class BCDState:
         if i == 0 and self.conv is not None:
             return self.conv.to_patch_layout(self.U[0]), self.patches
         return self.U[i], self.v_in(i)
+
+    def weight_input(self, i: int) -> Any:
+        """The ``V`` of :meth:`weight_data` alone (no copy): ``v_in(i)``, or :math:`\\hat X^T` for a conv layer 0."""
+        return self.patches if i == 0 and self.conv is not None else self.v_in(i)
 
     def deployed(self, i: int) -> Any:
         """The weight of layer ``i`` the deployed network uses: the compressed copy for compressed layers."""

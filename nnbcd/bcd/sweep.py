@@ -2,7 +2,8 @@
 
 The sweep goes backward over the layers ``L-1 .. 0`` and, in each layer, updates the blocks of the table
 that act on it, in table order: ``V_out, U_out, W`` (+ ``comp``) for the output layer, then
-``V, U, W`` (+ ``comp``) for each hidden layer, the compression block after its layer's W.
+``V, U, W`` (+ ``comp``) for each hidden layer, the compression block after its layer's W; a layer
+with an exact block on its compressed form has ``W_exact`` in place of ``W`` and ``comp``.
 """
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ import time
 from typing import Collection, Dict, List, Tuple
 
 from ..backend import Backend
-from .blocks import BLOCK_TABLE, REPORTED_KINDS, Block, Workspace
+from .blocks import BLOCK_TABLE, REPORTED_KINDS, Block, Workspace, layer_kind
 from .state import BCDState, Hyper
 
 
-def block_schedule(n_layers: int, compressed: Collection[int]) -> List[Tuple[Block, int]]:
+def block_schedule(n_layers: int, compressed: Collection[int], exact: Collection[int] = ()) -> List[Tuple[Block, int]]:
     """The blocks of one sweep, in order.
 
     Parameters
@@ -23,6 +24,8 @@ def block_schedule(n_layers: int, compressed: Collection[int]) -> List[Tuple[Blo
         L, the number of weight layers.
     compressed : collection of int
         The compressed layers (``0..L-1``).
+    exact : collection of int
+        The compressed layers whose W-block is an exact block on the compressed form.
 
     Returns
     -------
@@ -30,7 +33,7 @@ def block_schedule(n_layers: int, compressed: Collection[int]) -> List[Tuple[Blo
         Each block with the layer it updates.
     """
     return [(block, i) for i in range(n_layers - 1, -1, -1) for block in BLOCK_TABLE
-            if block.acts_on(i, n_layers, i in compressed)]
+            if block.acts_on(i, n_layers, layer_kind(i, compressed, exact))]
 
 
 def sweep(st: BCDState, hp: Hyper, be: Backend, ws: Workspace, track: bool) -> Dict[str, float]:
@@ -56,7 +59,7 @@ def sweep(st: BCDState, hp: Hyper, be: Backend, ws: Workspace, track: bool) -> D
     out = {f"time_{k}": 0.0 for k in REPORTED_KINDS}
     out.update({f"step_{k}": 0.0 for k in REPORTED_KINDS})
     prox_step = 0.0
-    for block, i in block_schedule(st.n_layers, st.compress):
+    for block, i in block_schedule(st.n_layers, st.compress, st.exact_layers):
         t0 = time.perf_counter()
         step = block.update(st, i, hp, be, ws, track)
         be.synchronize()

@@ -84,7 +84,8 @@ class CoreSweep(NamedTuple):
     info : dict
         ``"solve"``: per core, ``"kronecker"`` (Cholesky of the small Kronecker factor), ``"dense"``
         (Cholesky of the formed local matrix) or ``"cg"``; ``"cg_iterations"`` and ``"cg_residual"`` (relative residual
-        :math:`\\|F - Hx\\|/\\|F\\|` at the end) per core, ``None`` where no CG ran.
+        :math:`\\|F - Hx\\|/\\|F\\|` at the end) per core, ``None`` where no CG ran; ``"step_sq"``, per core,
+        :math:`\\|X - C_t\\|^2 = \\|W^{(t+1)} - W^{(t)}\\|^2` (the gauge makes the core map an isometry).
     """
 
     cores: List[Any]
@@ -415,7 +416,7 @@ def tt_core_sweep(cores: Sequence[Any], R: Any, G: Any, rho: float, alpha: float
     P = layout.to_tensor(R).reshape(1, -1)          # left-projected R: L_t^T R, (r_{t-1}, n_t b_t)
     K = None                                        # left environment of the column cores
     L = xp.ones((1, 1), dtype=R.dtype)              # left interface (generic path only)
-    info: Dict[str, list] = {"solve": [], "cg_iterations": [], "cg_residual": []}
+    info: Dict[str, list] = {"solve": [], "cg_iterations": [], "cg_residual": [], "step_sq": []}
     for t in range(m):
         r0, n, r1 = work[t].shape
         b_t = q[t].shape[1]
@@ -450,6 +451,8 @@ def tt_core_sweep(cores: Sequence[Any], R: Any, G: Any, rho: float, alpha: float
         info["cg_iterations"].append(None if cg is None else cg[1])
         info["cg_residual"].append(None if cg is None else cg[2])
         x = xp.ascontiguousarray(x).reshape(r0, n, r1)
+        # J_t is an isometry in this gauge: the core's step is the weight's step of this core update
+        info["step_sq"].append(be.sq_dist(x.reshape(r0, n * r1), x0))
         if t < m - 1:  # move the gauge right: keep Q, push R into the next core
             qf, rf = _qr(x.reshape(r0 * n, r1), be)
             x = qf.reshape(r0, n, r1)

@@ -5,6 +5,13 @@ of its array inputs (a CuPy array runs on ``"cupy"``, anything else on ``"numpy"
 :class:`~nnbcd.backend.Backend` given (:func:`nnbcd.backend.infer_backend`). The functions on shapes
 and host scalars (``tt_ranks``, ``n_keep``, ``conv_output_shape``, ...) take none.
 
+Every function checks its arguments before any array work (:mod:`nnbcd._validation`,
+:meth:`nnbcd.backend.Backend.as_real_array`): a wrong kind is a ``TypeError`` and a wrong value a
+``ValueError`` whose message starts with the argument's name. Arrays follow one dtype rule: float32 and
+float64 are kept, integers are computed in float64, and bool, float16, complex, object and string arrays
+are refused; NaN/Inf are refused where they would make the result silently wrong (TT-SVD, EVBMF, top-k
+ranks), with :class:`~nnbcd._validation.NonFiniteError`.
+
 The names below are the public ones. Three of them (``vbmf``, ``relu_prox``, ``im2col``) are also
 the names of the submodules that define them, so ``nnbcd.ops.vbmf`` is the function; the submodules'
 other names stay importable with ``from nnbcd.ops.vbmf import tau_lower``.

@@ -8,10 +8,20 @@ of shape (F, C, k_h, k_w) reshaped to (F, P) gives the convolution as :math:`\ha
 """
 from __future__ import annotations
 
-import numbers
 from typing import Any, Tuple
 
+from .._validation import check_int, check_int_sequence
 from ..backend import Backend, infer_backend
+
+
+def _check_geometry(hw: Any, kernel: Any, stride: Any) -> Tuple[Tuple[int, int], Tuple[int, int], int]:
+    """``hw`` and ``kernel`` as pairs of positive ints with the kernel inside the image, ``stride`` ≥ 1."""
+    hw = check_int_sequence(hw, "hw", length=2)
+    kernel = check_int_sequence(kernel, "kernel", length=2)
+    stride = int(check_int(stride, "stride"))  # type: ignore[arg-type]
+    if kernel[0] > hw[0] or kernel[1] > hw[1]:
+        raise ValueError(f"kernel={kernel} must be between (1, 1) and the image size {hw}")
+    return hw, kernel, stride  # type: ignore[return-value]
 
 
 def conv_output_shape(hw: Tuple[int, int], kernel: Tuple[int, int], stride: int) -> Tuple[int, int]:
@@ -30,8 +40,14 @@ def conv_output_shape(hw: Tuple[int, int], kernel: Tuple[int, int], stride: int)
     -------
     (int, int)
         :math:`(\lfloor (H-k_h)/\delta\rfloor + 1, \lfloor (W-k_w)/\delta\rfloor + 1)`.
+
+    Raises
+    ------
+    ValueError, TypeError
+        If ``hw`` or ``kernel`` is not a pair of positive ints, the kernel is larger than the image, or
+        ``stride`` is not an int ≥ 1 (the message names the argument).
     """
-    (h, w), (kh, kw) = hw, kernel
+    (h, w), (kh, kw), stride = _check_geometry(hw, kernel, stride)
     return (h - kh) // stride + 1, (w - kw) // stride + 1
 
 
@@ -47,7 +63,7 @@ def im2col(x: Any, kernel: Tuple[int, int], stride: int, *, backend: "str | Back
     Parameters
     ----------
     x : array, shape (N, C, H, W)
-        The images, any dtype.
+        The images, any numeric dtype (kept: this is a copy, no arithmetic).
     kernel : (int, int)
         Kernel size :math:`(k_h, k_w)`, at most :math:`(H, W)`.
     stride : int
@@ -63,17 +79,20 @@ def im2col(x: Any, kernel: Tuple[int, int], stride: int, *, backend: "str | Back
     Raises
     ------
     ValueError
-        If ``x`` is not 4-D, or ``kernel``/``stride`` do not fit its height and width.
+        If ``x`` is not 4-D, or ``kernel``/``stride`` are not positive ints that fit its height and width.
+    TypeError
+        If ``x`` is not an array of numbers (object, strings).
     """
     shape = getattr(x, "shape", None)
     if shape is None or len(shape) != 4:
         raise ValueError(f"x must be a 4-D array (N, C, H, W), got shape {shape}")
+    if getattr(x, "dtype", None) is None or x.dtype.kind not in "biufc":
+        raise TypeError(f"x must be an array of numbers, got dtype {getattr(x, 'dtype', None)}")
     n, c, h, w = shape
+    if h < 1 or w < 1:
+        raise ValueError(f"x has images without pixels (shape {tuple(shape)})")
+    (h, w), kernel, stride = _check_geometry((h, w), kernel, stride)
     kh, kw = kernel
-    if isinstance(stride, bool) or not isinstance(stride, numbers.Integral) or stride < 1:
-        raise ValueError(f"stride must be a positive int, got {stride!r}")
-    if not (1 <= kh <= h and 1 <= kw <= w):
-        raise ValueError(f"kernel={tuple(kernel)} must be between (1, 1) and the image size {(h, w)}")
     xp = infer_backend(x, backend=backend).xp
     x = xp.asarray(x)
     ho, wo = conv_output_shape((h, w), kernel, stride)

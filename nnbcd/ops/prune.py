@@ -8,12 +8,17 @@ partial sort (``partition``, O(n)), not a quantile.
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
+from .._validation import check_array_sequence, check_int, check_ndim, check_real
 from ..backend import Backend, infer_backend
+
+
+def _check_sparsity(sparsity: Any) -> float:
+    """``sparsity`` as a float in [0, 1) (1 would keep nothing), ``ValueError``/``TypeError`` naming it."""
+    return check_real(sparsity, "sparsity", 0.0, 1.0, high_open=True)
 
 
 def n_keep(n: int, sparsity: float) -> int:
@@ -29,23 +34,31 @@ def n_keep(n: int, sparsity: float) -> int:
     Returns
     -------
     int
+        In ``0..n``.
+
+    Raises
+    ------
+    ValueError, TypeError
+        If ``n`` is not an integer ≥ 0 or ``sparsity`` is not a number in [0, 1); the message names it.
     """
-    return n - int(math.floor(sparsity * n + 0.5))
+    n = int(check_int(n, "n", minimum=0))  # type: ignore[arg-type]
+    return n - int(math.floor(_check_sparsity(sparsity) * n + 0.5))
 
 
 def topk_mask(absval: Any, k: int, *, backend: "str | Backend | None" = None) -> Any:
     """Boolean mask of the ``k`` largest entries of a flat array (ties: lower index first).
 
     The threshold is the k-th largest value from one ``partition`` (O(n)); entries above it are kept
-    and the remaining places go to the entries equal to it, lowest index first, so exactly
-    ``min(max(k, 0), n)`` entries are set.
+    and the remaining places go to the entries equal to it, lowest index first, so exactly ``k``
+    entries are set (+Inf counts as the largest value).
 
     Parameters
     ----------
-    absval : array, shape (n,)
-        The values to rank (magnitudes, for pruning).
+    absval : array_like, shape (n,), float32, float64 or integer
+        The values to rank (magnitudes, for pruning); no NaN (a NaN has no rank: ``partition`` would
+        count it as the largest and the mask would hold one entry fewer than asked).
     k : int
-        How many to keep; ``k <= 0`` gives all False, ``k >= n`` all True.
+        How many to keep, ``0 <= k <= n``.
     backend : {"numpy", "numba", "cupy"} or Backend, optional
         Default: the backend of ``absval``.
 
@@ -56,20 +69,19 @@ def topk_mask(absval: Any, k: int, *, backend: "str | Backend | None" = None) ->
     Raises
     ------
     ValueError
-        If ``absval`` is not 1-D.
+        If ``absval`` is not 1-D or holds NaN (:class:`~nnbcd._validation.NonFiniteError`), or ``k`` is
+        not an integer in ``0..n``.
     TypeError
-        If ``k`` is not an integer.
+        If ``absval`` is not an array of real numbers.
     """
-    if getattr(absval, "ndim", None) != 1:
-        raise ValueError(f"absval must be a 1-D array, got shape {getattr(absval, 'shape', None)}")
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
-        raise TypeError(f"k must be an int, got {k!r}")
-    xp = infer_backend(absval, backend=backend).xp
-    absval = xp.asarray(absval)
+    be = infer_backend(absval, backend=backend)
+    xp = be.xp
+    absval = be.as_real_array(absval, "absval", ndim=1, allow_nan=False)
     n = absval.size
-    if k >= n:
+    k = int(check_int(k, "k", minimum=0, maximum=n))  # type: ignore[arg-type]
+    if k == n:
         return xp.ones(n, dtype=bool)
-    if k <= 0:
+    if k == 0:
         return xp.zeros(n, dtype=bool)
     thr = xp.partition(absval, n - k)[n - k]  # the k-th largest value
     mask = absval > thr
@@ -90,8 +102,9 @@ def hard_threshold(weights: Sequence[Any], sparsity: float, *,
 
     Parameters
     ----------
-    weights : sequence of arrays
-        The weight matrices (any shapes, float dtypes), at least one.
+    weights : list or tuple of arrays
+        The weight matrices (any shapes; float32, float64, or integers, computed in float64), at least
+        one, no NaN (±Inf are the largest magnitudes).
     sparsity : float in [0, 1)
         The fraction :math:`q` of all entries to zero.
     backend : {"numpy", "numba", "cupy"} or Backend, optional
@@ -100,21 +113,21 @@ def hard_threshold(weights: Sequence[Any], sparsity: float, *,
     Returns
     -------
     list of arrays
-        New arrays, the shapes and dtypes of ``weights``.
+        New arrays of the shapes of ``weights``, in their floating dtypes.
 
     Raises
     ------
     ValueError
-        If ``weights`` is empty or ``sparsity`` is not in [0, 1).
+        If ``weights`` is empty, an array holds NaN (the message names ``weights[k]``), or ``sparsity``
+        is not in [0, 1).
+    TypeError
+        If ``weights`` is one bare array instead of a list (``[W]``), or an entry is not real numbers.
     """
-    weights = list(weights)
-    if not weights:
-        raise ValueError("weights must hold at least one array")
-    if isinstance(sparsity, bool) or not isinstance(sparsity, numbers.Real) or not 0.0 <= sparsity < 1.0:
-        raise ValueError(f"sparsity must be a number in [0, 1), got {sparsity!r}")
+    weights = check_array_sequence(weights, "weights")
+    sparsity = _check_sparsity(sparsity)
     be = infer_backend(*weights, backend=backend)
     xp = be.xp
-    weights = [xp.asarray(w) for w in weights]
+    weights = [be.as_real_array(w, f"weights[{k}]", allow_nan=False) for k, w in enumerate(weights)]
     flat = xp.concatenate([xp.abs(w).ravel() for w in weights])
     mask = topk_mask(flat, n_keep(flat.size, sparsity), backend=be)
     out, start = [], 0
@@ -130,16 +143,38 @@ def true_sparsity(weights: Sequence[Any]) -> float:
 
     Parameters
     ----------
-    weights : sequence of arrays
-        Any shapes, any backend.
+    weights : list or tuple of arrays
+        Any shapes, any backend, any numeric dtype (a zero is a zero), at least one entry in all.
 
     Returns
     -------
     float
         (number of zeros) / (number of entries).
+
+    Raises
+    ------
+    TypeError
+        If ``weights`` is not a list or tuple, or an entry is not a numeric array.
+    ValueError
+        If the arrays hold no entry at all.
     """
+    weights = [_numeric(w, f"weights[{k}]") for k, w in enumerate(check_array_sequence(weights, "weights"))]
     total = sum(w.size for w in weights)
+    if total == 0:
+        raise ValueError("weights hold no entries: the sparsity of nothing is undefined")
     return sum(int((w == 0).sum()) for w in weights) / total
+
+
+def _numeric(w: Any, name: str) -> Any:
+    """``w`` as an array (a nested list becomes numpy) whose dtype is a number (bool, int, float, complex)."""
+    if not hasattr(w, "dtype"):
+        try:
+            w = np.asarray(w)
+        except ValueError:
+            raise TypeError(f"{name} must be an array or a nested sequence of numbers") from None
+    if w.dtype.kind not in "biufc":
+        raise TypeError(f"{name} has dtype {w.dtype}; expected numbers")
+    return w
 
 
 def effective_sparsity(weights: Sequence[Any], biases: Optional[Sequence[Optional[Any]]] = None) -> float:
@@ -151,8 +186,9 @@ def effective_sparsity(weights: Sequence[Any], biases: Optional[Sequence[Optiona
 
     Parameters
     ----------
-    weights : sequence of arrays
-        :math:`W_1..W_L` (host, numpy or array-like), :math:`W_i` of shape (d_i, d_{i-1}).
+    weights : list or tuple of arrays
+        :math:`W_1..W_L` (host, numpy or array-like), :math:`W_i` of shape (d_i, d_{i-1}): consecutive
+        shapes must chain.
     biases : sequence of arrays or None, optional
         :math:`b_i` of shape (d_i,), or ``None`` per layer or for all (no biases).
 
@@ -160,9 +196,31 @@ def effective_sparsity(weights: Sequence[Any], biases: Optional[Sequence[Optiona
     -------
     float
         1 − (weights still alive) / (all weights).
+
+    Raises
+    ------
+    TypeError
+        If ``weights`` (or ``biases``) is not a list or tuple, or an entry is not a numeric array.
+    ValueError
+        If a weight is not 2-D, the shapes do not chain, ``biases`` has another length or a bias
+        another shape, or there are no weights at all; the message names the entry.
     """
+    weights = [_numeric(w, f"weights[{k}]") for k, w in enumerate(check_array_sequence(weights, "weights"))]
+    for k, w in enumerate(weights):
+        check_ndim(w.shape, f"weights[{k}]", ndim=2)
+        if k and w.shape[1] != weights[k - 1].shape[0]:
+            raise ValueError(f"weights[{k}] has {w.shape[1]} columns but weights[{k - 1}] has "
+                             f"{weights[k - 1].shape[0]} rows (W_i is (d_i, d_(i-1)))")
+    if biases is None:
+        biases = [None] * len(weights)
+    biases = check_array_sequence(biases, "biases", allow_empty=True)
+    if len(biases) != len(weights):
+        raise ValueError(f"biases has {len(biases)} entries but weights has {len(weights)}")
+    biases = [None if b is None else _numeric(b, f"biases[{k}]") for k, b in enumerate(biases)]
+    for k, b in enumerate(biases):
+        if b is not None and tuple(b.shape) != (weights[k].shape[0],):
+            raise ValueError(f"biases[{k}] must have shape ({weights[k].shape[0]},), got {tuple(b.shape)}")
     alive = [np.asarray(w) != 0 for w in weights]
-    biases = list(biases) if biases is not None else [None] * len(weights)
     changed = True
     while changed:
         changed = False
@@ -176,4 +234,6 @@ def effective_sparsity(weights: Sequence[Any], biases: Optional[Sequence[Optiona
                 alive[i + 1][:, dead] = False
                 changed = True
     total = sum(a.size for a in alive)
+    if total == 0:
+        raise ValueError("weights hold no entries: the sparsity of nothing is undefined")
     return 1.0 - sum(int(a.sum()) for a in alive) / total

@@ -6,10 +6,9 @@ this is its public array form.
 """
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Any
 
+from .._validation import check_positive
 from ..backend import Backend, infer_backend
 from ..backend.relu_prox_kernel import relu_prox_vectorized
 
@@ -24,32 +23,36 @@ def relu_prox(v: Any, a: Any, beta: float, *, backend: "str | Backend | None" = 
 
     Parameters
     ----------
-    v : array, float32 or float64
-        The new activations :math:`v`, any shape broadcastable with ``a``.
-    a : array, float32 or float64
-        The prox centres :math:`a`; the result has ``a``'s dtype.
+    v : array_like, float32, float64 or integer
+        The new activations :math:`v`, any shape broadcastable with ``a``. Integers are computed in
+        float64 (e.g. ``v = [3]``, ``a = [1]``, β = 0.5 gives 7/3), as every op does.
+    a : array_like, float32, float64 or integer
+        The prox centres :math:`a`.
     beta : float
-        Prox weight :math:`\beta > 0`.
+        Prox weight :math:`\beta > 0`, finite.
     backend : {"numpy", "numba", "cupy"} or Backend, optional
         Default: the backend of ``v`` and ``a`` (see :func:`nnbcd.backend.infer_backend`).
 
     Returns
     -------
     array
-        :math:`u^*`, the broadcast shape of ``v`` and ``a``, on the backend.
+        :math:`u^*`, the broadcast shape of ``v`` and ``a``, on the backend, in the wider of their
+        floating dtypes. NaN in ``v`` or ``a`` gives NaN in that entry only (the formula is entrywise).
 
     Raises
     ------
     ValueError
-        If ``beta`` is not a positive finite number.
+        If ``beta`` is not a positive finite number, or ``v`` and ``a`` do not broadcast.
     TypeError
-        If ``v`` or ``a`` is not a floating-point array.
+        If ``beta`` is not a real number, or ``v`` or ``a`` is not an array of real numbers (bool,
+        float16, complex, object); the message names the argument.
     """
-    if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not (beta > 0 and math.isfinite(beta)):
-        raise ValueError(f"beta must be a positive finite number, got {beta!r}")
+    beta = check_positive(beta, "beta")
     be = infer_backend(v, a, backend=backend)
-    for name, x in (("v", v), ("a", a)):
-        if getattr(getattr(x, "dtype", None), "kind", None) != "f":
-            raise TypeError(f"{name} must be a floating-point array, got {type(x).__name__}"
-                            f"{'' if not hasattr(x, 'dtype') else f' of dtype {x.dtype}'}")
-    return relu_prox_vectorized(be.xp.asarray(v), be.xp.asarray(a), beta, be.xp)
+    v, a = be.as_real_array(v, "v"), be.as_real_array(a, "a")
+    try:
+        be.xp.broadcast_shapes(v.shape, a.shape)
+    except ValueError:
+        raise ValueError(f"v of shape {tuple(v.shape)} and a of shape {tuple(a.shape)} do not broadcast") from None
+    dtype = be.xp.result_type(v, a)
+    return relu_prox_vectorized(v.astype(dtype, copy=False), a.astype(dtype, copy=False), beta, be.xp)

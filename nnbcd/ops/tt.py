@@ -32,7 +32,9 @@ from typing import Any, List, Sequence, Tuple
 
 import numpy as np
 
+from .._validation import check_array_sequence, check_choice, check_int, check_int_sequence, check_ndim
 from ..backend import Backend, infer_backend
+from ._scaling import prescaled
 
 #: values of the ``svd=`` argument of :func:`tt_svd` and :class:`nnbcd.compress.TT`
 SVD_METHODS = ("gram", "full")
@@ -40,9 +42,25 @@ SVD_METHODS = ("gram", "full")
 
 def check_svd(svd: Any) -> str:
     """``svd`` if it is one of :data:`SVD_METHODS`, else ``ValueError`` naming ``svd``."""
-    if svd not in SVD_METHODS:
-        raise ValueError(f"svd={svd!r} is not one of {SVD_METHODS}")
-    return svd
+    return check_choice(svd, SVD_METHODS, "svd")
+
+
+def check_rank(rank: Any, name: str = "rank") -> "int | Tuple[int, ...]":
+    """A TT rank cap: a positive int, or a sequence of positive ints (its length is checked against the
+    modes by :func:`tt_ranks`).
+
+    Raises
+    ------
+    TypeError
+        If ``rank`` is neither (2.5, NaN, a string, None); the message names ``name``.
+    ValueError
+        If the int or an entry of the sequence is not a positive int (2.5 in a list is never truncated).
+    """
+    if isinstance(rank, (int, np.integer)) and not isinstance(rank, bool):
+        return int(check_int(rank, name))  # type: ignore[arg-type]
+    if isinstance(rank, (str, bytes)) or not hasattr(rank, "__len__"):
+        raise TypeError(f"{name} must be a positive int or a rank list (1, r_1, ..., 1), got {rank!r}")
+    return check_int_sequence(rank, name)
 
 
 def tt_ranks(modes: Sequence[int], rank: "int | Sequence[int]") -> List[int]:
@@ -63,17 +81,20 @@ def tt_ranks(modes: Sequence[int], rank: "int | Sequence[int]") -> List[int]:
 
     Raises
     ------
+    TypeError
+        If ``modes`` is not a sequence, or ``rank`` is neither an int nor a sequence (2.5, NaN, a string).
     ValueError
-        If an int ``rank`` is below 1 or a list is not ``(1, positive..., 1)`` of length m + 1.
+        If a mode is not a positive int, an int ``rank`` is below 1, or a list is not
+        ``(1, positive ints..., 1)`` of length m + 1 (2.5 in a list is refused, never truncated).
     """
+    modes = check_int_sequence(modes, "modes")
     m = len(modes)
-    if isinstance(rank, (int, np.integer)) and not isinstance(rank, bool):
-        if rank < 1:
-            raise ValueError(f"rank must be ≥ 1, got {rank}")
-        caps = [1] + [int(rank)] * (m - 1) + [1]
+    cap = check_rank(rank)
+    if isinstance(cap, int):
+        caps = [1] + [cap] * (m - 1) + [1]
     else:
-        caps = [int(r) for r in rank]
-        if len(caps) != m + 1 or caps[0] != 1 or caps[-1] != 1 or min(caps) < 1:
+        caps = list(cap)
+        if len(caps) != m + 1 or caps[0] != 1 or caps[-1] != 1:
             raise ValueError(f"rank list must be (1, r_1, ..., r_{m - 1}, 1) with {m + 1} positive entries, "
                              f"got {list(rank)}")
     ranks = [1]
@@ -94,7 +115,14 @@ def tt_n_params(modes: Sequence[int], ranks: Sequence[int]) -> int:
     Returns
     -------
     int
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``modes`` or ``ranks`` is not a sequence of positive ints, or ``ranks`` has not m + 1 entries.
     """
+    modes = check_int_sequence(modes, "modes")
+    ranks = check_int_sequence(ranks, "ranks", length=len(modes) + 1)
     return int(sum(ranks[t] * modes[t] * ranks[t + 1] for t in range(len(modes))))
 
 
@@ -145,8 +173,8 @@ def tt_svd(tensor: Any, rank: "int | Sequence[int]", *, svd: str = "gram",
 
     Parameters
     ----------
-    tensor : array, shape (n_1, ..., n_m), float32 or float64
-        Any number of modes m ≥ 1, C order.
+    tensor : array_like, shape (n_1, ..., n_m), float32, float64 or integer
+        Any number of modes m ≥ 1, at least one entry, finite. Integers are computed in float64.
     rank : int or sequence of int
         Rank cap, as for :func:`tt_ranks`.
     svd : {"gram", "full"}
@@ -159,45 +187,49 @@ def tt_svd(tensor: Any, rank: "int | Sequence[int]", *, svd: str = "gram",
     -------
     list of m arrays
         The cores :math:`G_t` of shapes :math:`(r_{t-1}, n_t, r_t)`, on the backend, in ``tensor``'s
-        dtype; :math:`G_1..G_{m-1}` have orthonormal columns as (r_{t-1} n_t, r_t) matrices.
+        floating dtype; :math:`G_1..G_{m-1}` have orthonormal columns as (r_{t-1} n_t, r_t) matrices.
 
     Raises
     ------
     ValueError
-        If ``svd`` is not one of :data:`SVD_METHODS`, ``rank`` is invalid, or ``tensor`` has no modes.
+        If ``svd`` is not one of :data:`SVD_METHODS`, ``rank`` is invalid, ``tensor`` has no modes or no
+        entries, or holds NaN/Inf (:class:`~nnbcd._validation.NonFiniteError`; an SVD of it would be NaN
+        or a LAPACK error).
     TypeError
-        If ``tensor`` is not floating point.
+        If ``tensor`` is not real numbers (complex, bool, float16, object): the message names ``tensor``;
+        or ``rank`` is neither an int nor a sequence of ints (2.5, NaN).
     """
-    be = infer_backend(tensor, backend=backend)
-    tensor = be.asarray(tensor, name="tensor")
     method = check_svd(svd)
-    if tensor.ndim < 1:
-        raise ValueError("tensor must have at least one mode, got a 0-d array")
+    be = infer_backend(tensor, backend=backend)
+    tensor = be.as_real_array(tensor, "tensor", min_ndim=1, allow_empty=False, finite=True)
     modes = tuple(tensor.shape)
     ranks = tt_ranks(modes, rank)
+    # the Gram of "gram" squares the entries: work on an exact power-of-two rescaling, which keeps it in
+    # range (float64 beyond ~1e±154 overflows or underflows), and put the factor into the last core
+    tensor, scale = prescaled(tensor, be)
     cores = []
     m = tensor.reshape(modes[0], -1)
     for t in range(len(modes) - 1):
         m = m.reshape(ranks[t] * modes[t], -1)
         q, m = _truncate(m, ranks[t + 1], be, method)
         cores.append(q.reshape(ranks[t], modes[t], ranks[t + 1]))
-    cores.append(m.reshape(ranks[-2], modes[-1], 1))
+    cores.append(m.reshape(ranks[-2], modes[-1], 1) * m.dtype.type(scale))
     return cores
 
 
-def _check_cores(cores: Sequence[Any], ndim: int, name: str) -> None:
-    """Raise ``ValueError`` unless ``cores`` is a non-empty chain of ``ndim``-D cores with end ranks 1."""
-    if len(cores) == 0:
-        raise ValueError(f"{name} is empty")
+def _checked_cores(cores: Any, ndim: int, name: str, be: Backend) -> List[Any]:
+    """``cores`` as arrays of the backend (the dtype rule of :meth:`Backend.as_real_array`), checked to be
+    a non-empty list of ``ndim``-D cores whose ranks chain and end with 1; the messages name ``name[k]``."""
+    cores = [be.as_real_array(c, f"{name}[{k}]", ndim=ndim)
+             for k, c in enumerate(check_array_sequence(cores, name))]
     for k, c in enumerate(cores):
-        if getattr(c, "ndim", None) != ndim:
-            raise ValueError(f"{name}[{k}] must be a {ndim}-D core, got shape {getattr(c, 'shape', None)}")
         if k and c.shape[0] != cores[k - 1].shape[-1]:
             raise ValueError(f"{name}[{k}] has left rank {c.shape[0]} but {name}[{k - 1}] has right rank "
                              f"{cores[k - 1].shape[-1]}")
     if cores[0].shape[0] != 1 or cores[-1].shape[-1] != 1:
         raise ValueError(f"{name} must start and end with rank 1, got {cores[0].shape[0]} and "
                          f"{cores[-1].shape[-1]}")
+    return cores
 
 
 def tt_to_tensor(cores: Sequence[Any], *, backend: "str | Backend | None" = None) -> Any:
@@ -207,8 +239,9 @@ def tt_to_tensor(cores: Sequence[Any], *, backend: "str | Backend | None" = None
 
     Parameters
     ----------
-    cores : sequence of arrays
-        :math:`G_t` of shapes :math:`(r_{t-1}, n_t, r_t)` with :math:`r_0 = r_m = 1`, one dtype.
+    cores : list or tuple of arrays
+        :math:`G_t` of shapes :math:`(r_{t-1}, n_t, r_t)` with :math:`r_0 = r_m = 1` (float32, float64, or
+        integers, computed in float64; mixed dtypes give the wider).
     backend : {"numpy", "numba", "cupy"} or Backend, optional
         Default: the backend of ``cores``.
 
@@ -219,10 +252,12 @@ def tt_to_tensor(cores: Sequence[Any], *, backend: "str | Backend | None" = None
     Raises
     ------
     ValueError
-        If the cores are not 3-D or their ranks do not chain.
+        If the cores are not 3-D or their ranks do not chain (the message names ``cores[k]``).
+    TypeError
+        If ``cores`` is not a list or tuple, or a core is not real numbers.
     """
-    _check_cores(cores, 3, "cores")
-    be = infer_backend(*cores, backend=backend)
+    be = infer_backend(*(cores if isinstance(cores, (list, tuple)) else ()), backend=backend)
+    cores = _checked_cores(cores, 3, "cores", be)
     modes = [c.shape[1] for c in cores]
     acc = cores[0].reshape(modes[0], -1)
     for core in cores[1:]:
@@ -246,8 +281,21 @@ def tt_truncation_bound(tensor: np.ndarray, ranks: Sequence[int]) -> float:
     Returns
     -------
     float
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``tensor`` is not a finite real array with at least one mode, or ``ranks`` is not m + 1
+        positive ints.
     """
+    tensor = np.asarray(tensor)
+    if tensor.dtype.kind not in "iuf":
+        raise TypeError(f"tensor has dtype {tensor.dtype}; expected real numbers")
+    check_ndim(tensor.shape, "tensor", min_ndim=1)
+    if not np.isfinite(tensor).all():
+        raise ValueError("tensor contains NaN or Inf")
     modes = tensor.shape
+    ranks = check_int_sequence(ranks, "ranks", length=len(modes) + 1)
     total = 0.0
     for t in range(1, len(modes)):
         s = np.linalg.svd(tensor.reshape(math.prod(modes[:t]), -1), compute_uv=False)
@@ -277,7 +325,11 @@ def matrix_to_tt_tensor(w: Any, row_modes: Sequence[int], col_modes: Sequence[in
     ------
     ValueError
         If the modes do not multiply to ``w``'s shape or have different lengths.
+    TypeError
+        If ``w`` is not an array or the modes are not sequences of ints.
     """
+    if not hasattr(w, "shape"):
+        raise TypeError(f"w must be an array, got {type(w).__name__}")
     if tuple(w.shape) != _matrix_shape(row_modes, col_modes):
         raise ValueError(f"w has shape {tuple(w.shape)} but row_modes/col_modes multiply to "
                          f"{_matrix_shape(row_modes, col_modes)}")
@@ -289,7 +341,8 @@ def matrix_to_tt_tensor(w: Any, row_modes: Sequence[int], col_modes: Sequence[in
 
 
 def _matrix_shape(row_modes: Sequence[int], col_modes: Sequence[int]) -> Tuple[int, int]:
-    """``(∏ o, ∏ c)``, after checking that the TT-matrix modes pair up."""
+    """``(∏ o, ∏ c)``, after checking that the TT-matrix modes are positive ints and pair up."""
+    row_modes, col_modes = check_int_sequence(row_modes, "row_modes"), check_int_sequence(col_modes, "col_modes")
     if len(row_modes) != len(col_modes):
         raise ValueError(f"row_modes {tuple(row_modes)} and col_modes {tuple(col_modes)} must have equal lengths")
     return math.prod(row_modes), math.prod(col_modes)
@@ -316,6 +369,8 @@ def tt_tensor_to_matrix(t: Any, row_modes: Sequence[int], col_modes: Sequence[in
         If the modes have different lengths or ``t`` has the wrong number of entries.
     """
     shape = _matrix_shape(row_modes, col_modes)
+    if not hasattr(t, "size"):
+        raise TypeError(f"t must be an array, got {type(t).__name__}")
     if t.size != shape[0] * shape[1]:
         raise ValueError(f"t has {t.size} entries but row_modes/col_modes multiply to {shape}")
     xp = infer_backend(t, backend=backend).xp
@@ -338,7 +393,19 @@ def tt_matrix_cores(cores: Sequence[Any], row_modes: Sequence[int], col_modes: S
     -------
     list of arrays
         Views of shapes :math:`(r_{t-1}, o_t, c_t, r_t)`.
+
+    Raises
+    ------
+    ValueError
+        If the numbers of cores and modes differ or core ``k`` has not :math:`o_k c_k` as middle mode.
     """
+    cores = check_array_sequence(cores, "cores")
+    _matrix_shape(row_modes, col_modes)
+    if len(cores) != len(row_modes):
+        raise ValueError(f"cores has {len(cores)} cores but row_modes has {len(row_modes)} modes")
+    for k, (c, o, n) in enumerate(zip(cores, row_modes, col_modes)):
+        if getattr(c, "ndim", None) != 3 or c.shape[1] != o * n:
+            raise ValueError(f"cores[{k}] must have shape (r, {o * n}, r'), got {getattr(c, 'shape', None)}")
     return [c.reshape(c.shape[0], o, k, c.shape[2]) for c, o, k in zip(cores, row_modes, col_modes)]
 
 
@@ -367,11 +434,12 @@ def tt_matrix_apply(cores4: Sequence[Any], x: Any, *, backend: "str | Backend | 
     ValueError
         If the cores are not 4-D with chained ranks, or ``x`` is not a (∏ c, N) matrix.
     """
-    _check_cores(cores4, 4, "cores4")
+    be = infer_backend(x, *(cores4 if isinstance(cores4, (list, tuple)) else ()), backend=backend)
+    cores4 = _checked_cores(cores4, 4, "cores4", be)
     n_cols = math.prod(c.shape[2] for c in cores4)
-    if getattr(x, "ndim", None) != 2 or x.shape[0] != n_cols:
-        raise ValueError(f"x must have shape ({n_cols}, N) for these cores, got {getattr(x, 'shape', None)}")
-    be = infer_backend(x, *cores4, backend=backend)
+    x = be.as_real_array(x, "x")
+    if x.ndim != 2 or x.shape[0] != n_cols:
+        raise ValueError(f"x must have shape ({n_cols}, N) for these cores, got {tuple(x.shape)}")
     xp = be.xp
     n = x.shape[1]
     z = x.reshape(1, 1, x.shape[0], n)
@@ -405,10 +473,10 @@ def factor_shape(n: int, max_mode: int = 4) -> Tuple[int, ...]:
     Raises
     ------
     ValueError
-        If ``n < 1``.
+        If ``n`` is not an int ≥ 1 or ``max_mode`` not an int ≥ 2.
     """
-    if n < 1:
-        raise ValueError(f"cannot factor {n}")
+    check_int(n, "n")
+    check_int(max_mode, "max_mode", minimum=2)
     primes = []
     k, p = n, 2
     while p * p <= k:

@@ -26,12 +26,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Tuple
 
 import numpy as np
 from scipy.optimize import brentq, minimize_scalar
 
+from .._validation import check_array_sequence, check_bool, check_choice, check_int, check_positive, check_real
 from ..backend import Backend, infer_backend
+from ._scaling import prescaled
 
 TAU_MODES = ("approx", "exact")
 _GRID = 64
@@ -90,14 +92,14 @@ def tau_lower(alpha: float, mode: str = "approx") -> float:
     Raises
     ------
     ValueError
-        If ``mode`` is unknown (the message names ``tau_mode``).
+        If ``alpha`` is not in (0, 1] or ``mode`` is unknown (the message names ``tau_mode``).
     """
+    alpha = check_real(alpha, "alpha", 0.0, 1.0, low_open=True)
+    check_choice(mode, TAU_MODES, "tau_mode")
     if mode == "approx":
         return 2.5129 * math.sqrt(alpha)
-    if mode == "exact":
-        xi = lambda t: math.log1p(t) / t + alpha * math.log1p(t / alpha) / t - 1.0
-        return brentq(xi, math.sqrt(alpha) * (1 + 1e-12), 2.5129 + 1e-9, xtol=1e-14)
-    raise ValueError(f"tau_mode={mode!r} is not one of {TAU_MODES}")
+    xi = lambda t: math.log1p(t) / t + alpha * math.log1p(t / alpha) / t - 1.0  # noqa: E731
+    return brentq(xi, math.sqrt(alpha) * (1 + 1e-12), 2.5129 + 1e-9, xtol=1e-14)
 
 
 def _tau(x: np.ndarray, alpha: float) -> np.ndarray:
@@ -138,25 +140,23 @@ def omega(t: np.ndarray, s2: np.ndarray, fro2: float, L: int, M: int, xbar: floa
     return fro2 / (M * sig2[:, 0]) + L * t + psi.sum(axis=1)
 
 
-def _validate(y: Any, name: str) -> None:
-    if getattr(y, "ndim", None) != 2:
-        raise ValueError(f"{name} must be a 2-D matrix, got shape {getattr(y, 'shape', None)}")
-    if min(y.shape) < 1:
-        raise ValueError(f"{name} is empty (shape {y.shape})")
-
-
 def _as_float_matrix(y: Any, be: Backend, name: str) -> Any:
-    """``y`` on the backend as a 2-D float matrix; integer/bool/list input becomes float64."""
-    if not hasattr(y, "dtype"):
-        y = np.asarray(y)
-    if y.dtype.kind in "biu":
-        y = be.asarray(y, dtype="float64", name=name)
-    elif y.dtype.kind == "f":
-        y = be.xp.asarray(y)
-    else:
-        raise TypeError(f"{name} must be a real numeric matrix, got dtype {y.dtype}")
-    _validate(y, name)
-    return y
+    """``y`` on the backend as a finite, non-empty 2-D float matrix (integers computed in float64)."""
+    return be.as_real_array(y, name, ndim=2, allow_empty=False, finite=True)
+
+
+def _spectrum(y: Any, be: Backend, name: str) -> Tuple[np.ndarray, float]:
+    r"""Singular values (descending, host float64) and :math:`\|Y\|_F^2` of ``y``, computed on its
+    power-of-two rescaling (:func:`~nnbcd.ops._scaling.prescaled`) and scaled back in float64."""
+    # in float64 whatever y's dtype: a float32 Gram loses the small singular values (absolute error
+    # ε32·γ1², 0.3% of a noise-level γ² in a 2×3 example), and with them the noise estimate
+    ys, scale = prescaled(y, be)
+    ys = ys.astype(be.xp.float64, copy=False)
+    s = _singular_values(ys, be) * scale
+    fro2 = float(be.to_numpy((ys ** 2).sum())) * scale * scale
+    if not math.isfinite(fro2):
+        raise ValueError(f"{name} is too large: its squared Frobenius norm overflows float64")
+    return s, fro2
 
 
 def _singular_values(y: Any, be: Backend) -> np.ndarray:
@@ -214,19 +214,28 @@ def evbmf_from_singular_values(s: np.ndarray, fro2: float, shape: tuple, H: int 
     Raises
     ------
     ValueError
-        If ``H`` is out of range, the values are not finite, ``sigma2`` is not positive, or ``tau_mode``
-        is unknown.
+        If ``shape`` is not two positive ints, ``s`` is not 1-D non-negative finite, ``fro2`` is not a
+        finite number ≥ 0, ``H`` is not an int in 1..L (2.5 is refused, never truncated), ``sigma2`` or
+        ``eps`` is not positive, or ``tau_mode`` is unknown; the message names the argument.
+    TypeError
+        If a number argument is not a real number.
     """
-    L, M = sorted(int(d) for d in shape)
+    if not (isinstance(shape, (tuple, list)) and len(shape) == 2):
+        raise ValueError(f"shape must be a pair (rows, columns), got {shape!r}")
+    L, M = sorted(int(check_int(d, f"shape[{k}]")) for k, d in enumerate(shape))  # type: ignore[arg-type]
     transposed = shape[0] > shape[1]
-    s = np.sort(np.asarray(s, dtype=np.float64))[::-1][:L]
+    s = np.asarray(s)
+    if s.dtype.kind not in "iuf" or s.ndim != 1 or not np.isfinite(s).all() or (s < 0).any():
+        raise ValueError(f"s must be a 1-D array of finite non-negative singular values, got {s!r}")
+    s = np.sort(s.astype(np.float64))[::-1][:L]
     if s.size < L:
         s = np.concatenate([s, np.zeros(L - s.size)])
-    H = L if H is None else int(H)
-    if not 1 <= H <= L:
-        raise ValueError(f"H must be in 1..{L}, got {H}")
-    if not math.isfinite(fro2) or not np.isfinite(s).all():
-        raise ValueError("the matrix has non-finite entries")
+    fro2 = check_positive(fro2, "fro2", allow_zero=True)
+    H = L if H is None else int(check_int(H, "H", maximum=L))  # type: ignore[arg-type]
+    check_choice(tau_mode, TAU_MODES, "tau_mode")
+    if sigma2 is not None:
+        sigma2 = check_positive(sigma2, "sigma2")
+    eps = check_positive(eps, "eps")
     alpha = L / M
     tl = tau_lower(alpha, tau_mode)
     xbar = (1 + tl) * (1 + alpha / tl)
@@ -259,8 +268,6 @@ def evbmf_from_singular_values(s: np.ndarray, fro2: float, shape: tuple, H: int 
                                   method="bounded", options={"xatol": 1e-10})
             t_best = res.x if res.fun <= vals[i] else grid[i]
             sigma2 = math.exp(t_best)
-    elif not (isinstance(sigma2, (int, float)) and sigma2 > 0 and math.isfinite(sigma2)):
-        raise ValueError(f"sigma2 must be a positive number, got {sigma2!r}")
     thr = math.sqrt(M * sigma2 * xbar)
     rank = int((s[:H] > thr).sum())
     g = s[:rank]
@@ -285,8 +292,8 @@ def evbmf(y: Any, *, H: int | None = None, tau_mode: str = "approx", sigma2: flo
     Parameters
     ----------
     y : array_like, shape (L, M)
-        Real matrix, any orientation (a tall one is analysed transposed); integers and bools are
-        promoted to float64, floats keep their dtype.
+        Real matrix, any orientation (a tall one is analysed transposed), finite, non-empty; float32
+        and float64 are kept, integers promoted to float64 (bool, float16, complex, object refused).
     H : int, optional
         Leading components analysed, 1..min(L, M) (default all).
     tau_mode : {"approx", "exact"}
@@ -306,16 +313,15 @@ def evbmf(y: Any, *, H: int | None = None, tau_mode: str = "approx", sigma2: flo
     Raises
     ------
     ValueError
-        If ``y`` is not a non-empty 2-D matrix, has NaN/Inf, or ``H``/``sigma2``/``tau_mode`` is invalid.
+        If ``y`` is not a non-empty 2-D matrix, has NaN/Inf, or ``H`` (an int in 1..min(L, M)),
+        ``sigma2`` or ``tau_mode`` is invalid; the message names the argument.
     TypeError
-        If ``y`` is not real numeric (complex, object).
+        If ``y`` is not real numbers (complex, bool, float16, object), or ``factors`` is not a bool.
     """
+    factors = check_bool(factors, "factors")
     be = infer_backend(y, backend=backend)
     y = _as_float_matrix(y, be, "y")
-    if not be.isfinite_all(y):
-        raise ValueError("y contains NaN/Inf")
-    s = _singular_values(y, be)
-    fro2 = float(be.to_numpy((y.astype(be.xp.float64) ** 2).sum()))
+    s, fro2 = _spectrum(y, be, "y")
     res = evbmf_from_singular_values(s, fro2, tuple(y.shape), H, tau_mode, sigma2,
                                      eps=float(np.finfo(y.dtype).eps))
     if factors and res.rank:
@@ -334,8 +340,9 @@ def evbmf_batch(matrices: Sequence[Any], *, tau_mode: str = "approx",
 
     Parameters
     ----------
-    matrices : sequence of arrays
-        2-D float matrices, any shapes (numpy or the backend's).
+    matrices : list or tuple of array_like, or a 3-D array (a stack)
+        Finite non-empty 2-D real matrices, any shapes (numpy or the backend's arrays, or nested lists);
+        float32/float64 kept, integers promoted to float64.
     tau_mode : {"approx", "exact"}
         See :func:`tau_lower`.
     backend : {"numpy", "numba", "cupy"} or Backend, optional
@@ -349,23 +356,34 @@ def evbmf_batch(matrices: Sequence[Any], *, tau_mode: str = "approx",
     Raises
     ------
     ValueError
-        If a matrix is not a non-empty 2-D matrix (the message names ``matrices[k]``) or has NaN/Inf.
+        If a matrix is not a non-empty 2-D matrix or has NaN/Inf (the message names ``matrices[k]``), or
+        ``tau_mode`` is unknown.
+    TypeError
+        If ``matrices`` is not a list, tuple or 3-D array, or a matrix is not real numbers (complex, bool,
+        float16, object; the message names ``matrices[k]``).
     """
+    check_choice(tau_mode, TAU_MODES, "tau_mode")
+    if getattr(matrices, "ndim", None) == 3:
+        matrices = list(matrices)
+    matrices = check_array_sequence(matrices, "matrices", allow_empty=True)
     be = infer_backend(*matrices, backend=backend)
-    out: list[VBMFResult | None] = [None] * len(matrices)
+    mats = [_as_float_matrix(y, be, f"matrices[{k}]") for k, y in enumerate(matrices)]
+    out: list[VBMFResult | None] = [None] * len(mats)
     groups: dict = {}
-    for k, y in enumerate(matrices):
-        _validate(y, f"matrices[{k}]")
+    for k, y in enumerate(mats):
         groups.setdefault(tuple(y.shape), []).append(k)
     for shape, idx in groups.items():
-        stack = be.xp.stack([be.xp.asarray(matrices[k]) for k in idx])
-        if not be.isfinite_all(stack):
-            raise ValueError(f"a matrix of shape {shape} contains NaN/Inf")
-        svals = _batched_singular_values(stack, be)
-        fro2 = be.to_numpy((stack.astype(be.xp.float64) ** 2).sum(axis=(1, 2)))
+        scaled = [prescaled(mats[k], be) for k in idx]
+        scales = np.array([sc for _, sc in scaled])
+        stack = be.xp.stack([m for m, _ in scaled])
+        eps = float(np.finfo(stack.dtype).eps)
+        stack = stack.astype(be.xp.float64, copy=False)  # as _spectrum: singular values in float64
+        svals = _batched_singular_values(stack, be) * scales[:, None]
+        fro2 = be.to_numpy((stack ** 2).sum(axis=(1, 2))) * scales ** 2
         for j, k in enumerate(idx):
-            out[k] = evbmf_from_singular_values(svals[j], float(fro2[j]), shape, None, tau_mode,
-                                                eps=float(np.finfo(stack.dtype).eps))
+            if not math.isfinite(fro2[j]):
+                raise ValueError(f"matrices[{k}] is too large: its squared Frobenius norm overflows float64")
+            out[k] = evbmf_from_singular_values(svals[j], float(fro2[j]), shape, None, tau_mode, eps=eps)
     return out  # type: ignore[return-value]
 
 
@@ -397,17 +415,13 @@ def vbmf(y: Any, sigma2: float, c: float, *, backend: "str | Backend | None" = N
     ValueError
         If ``sigma2`` or ``c`` is not a positive finite number, or ``y`` is not a finite non-empty 2-D matrix.
     TypeError
-        If ``y`` is not real numeric.
+        If ``y`` is not real numbers, or ``sigma2``/``c`` not a real number.
     """
-    for name, v in (("sigma2", sigma2), ("c", c)):
-        if not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
-            raise ValueError(f"{name} must be a positive number, got {v!r}")
+    sigma2, c = check_positive(sigma2, "sigma2"), check_positive(c, "c")
     be = infer_backend(y, backend=backend)
     y = _as_float_matrix(y, be, "y")
-    if not be.isfinite_all(y):
-        raise ValueError("y contains NaN/Inf")
     L, M = sorted(y.shape)
-    s = _singular_values(y, be)
+    s, _ = _spectrum(y, be, "y")
     a = (L + M) / 2 + sigma2 / (2 * c * c)
     thr = math.sqrt(sigma2) * math.sqrt(a + math.sqrt(max(a * a - L * M, 0.0)))
     rank = int((s > thr).sum())

@@ -25,7 +25,7 @@ from ..ops.vbmf import evbmf
 from ..torch.lowrank import decompose
 from ..torch.orthreg import PENALTIES, orthogonal_penalty, regularised_layers, train_epochs
 from .schema import (Field, Preset, ensure_out_dir, load_data, non_negative_int, non_negative_number, one_of,
-                     parse_preset, positive_int, positive_number, write_json)
+                     parse_preset, positive_int, positive_number, seed, write_json)
 
 __all__ = ["FIT", "MODEL", "check", "make_cnn", "run"]
 
@@ -33,7 +33,7 @@ __all__ = ["FIT", "MODEL", "check", "make_cnn", "run"]
 MODEL = {"channels": Field(64, positive_int), "hidden": Field(256, positive_int)}
 
 #: ``[fit]``: seed, training and fine-tuning schedules, and the orthogonal penalty (kind and weight λ).
-FIT = {"random_state": Field(0, non_negative_int), "epochs": Field(25, positive_int),
+FIT = {"random_state": Field(0, seed), "epochs": Field(25, positive_int),
        "finetune_epochs": Field(5, non_negative_int), "batch_size": Field(64, positive_int),
        "lr": Field(2e-3, positive_number), "finetune_lr": Field(5e-4, positive_number),
        "penalty": Field("srip", one_of(*PENALTIES)), "lam": Field(1e-3, non_negative_number)}
@@ -133,8 +133,10 @@ def run(config: Mapping[str, Any], out_dir: "str | Path", *, quiet: bool = False
         torch.manual_seed(fit["random_state"])
         model = make_cnn(model_cfg["channels"], model_cfg["hidden"], side, len(classes))
         gen = torch.Generator().manual_seed(fit["random_state"])
+        # a batch larger than the training set is the whole set (DataLoader refuses sizes past sys.maxsize)
         loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(xtr_t, ytr_t),
-                                             batch_size=fit["batch_size"], shuffle=True, generator=gen)
+                                             batch_size=min(fit["batch_size"], len(ytr_t)), shuffle=True,
+                                             generator=gen)
         layers = [m.weight for _, m in regularised_layers(model)]
 
         def penalty(_m: nn.Module) -> torch.Tensor:

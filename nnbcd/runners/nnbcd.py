@@ -7,7 +7,12 @@ Tables of a ``method = "nnbcd"`` preset (layer indices are 0-based: layer i is t
                  bias, loss_scale, init, init_scale, backend, dtype, random_state, v_solve, w_solve, ...
     [model.conv] in_shape, filters, kernel, stride          (optional convolutional first layer)
     [fit]        max_iter, tol, monitor_every, verbose
-    [[compress]] layers = [0, 1], type = "tt" | "prune", and the spec's own keys (rank, shape, sparsity, ...)
+    [[compress]] layers = [0, 1], type = "tt" | "prune", and the spec's own keys (rank, shape, sparsity,
+                 block = "projection" | "cores" | "masked", reselect_every, freeze_after, ...)
+
+``gamma``, ``rho``, ``tau`` (or one layer's entry of a ``tau`` table), a TT ``rank`` and a Prune
+``sparsity`` take a number or a schedule table (:func:`nnbcd.schedules.as_schedule`), e.g.
+``tau = {type = "geometric", start = 1.0, factor = 1.1, ceiling = 100.0}``.
 
 The input and output widths come from the data (``X.shape[1]`` or the conv's ``in_shape``, the number of
 classes), as :class:`nnbcd.NNBCD` takes them.
@@ -42,8 +47,9 @@ def _conv(value: Any, where: str) -> InputConv2d:
 
 
 def _tau(value: Any, where: str) -> Any:
-    # a TOML inline table has string keys: {0 = 5.0} arrives as {"0": 5.0}
-    if not isinstance(value, dict):
+    # a TOML inline table has string keys: {0 = 5.0} arrives as {"0": 5.0}; a schedule table
+    # {type = "geometric", ...} is one schedule for every layer
+    if not isinstance(value, dict) or "type" in value:
         return value
     try:
         return {int(k): v for k, v in value.items()}
@@ -159,9 +165,12 @@ def run(config: Mapping[str, Any], out_dir: "str | Path", *, quiet: bool = False
     -------
     dict
         ``preset``, ``status``, ``message``, ``nit``, ``train_acc``, ``test_acc``, ``objective``,
-        ``sweep_seconds``, ``seconds_per_iteration``; ``sufficient_decrease`` (uncompressed runs with
-        the prox steps recorded), ``rate_slope`` (when the history allows the fit) and the final
-        ``cr_1``, ``cr_2``, ``cr_honest``, ``true_sparsity`` when compressed.
+        ``sweep_seconds``, ``seconds_per_iteration``, ``constant_from`` (the sweep from which no
+        schedule or compressed structure changes, ``None`` if never); ``sufficient_decrease`` (from
+        ``constant_from`` on, for runs whose every block is an exact minimisation — uncompressed, or
+        compressed with exact blocks only — with the prox steps recorded), ``rate_slope`` (when the
+        history allows the fit) and the final ``cr_1``, ``cr_2``, ``cr_honest``, ``true_sparsity``
+        when compressed.
 
     Raises
     ------
@@ -188,8 +197,10 @@ def run(config: Mapping[str, Any], out_dir: "str | Path", *, quiet: bool = False
         "objective": float(res.fun),
         "sweep_seconds": round(res.time, 3),
         "seconds_per_iteration": round(res.time / max(res.nit, 1), 4),
+        "constant_from": res.constant_from,
     }
-    if not preset.compress and not np.isnan(h["prox_step_sq"]).all():
+    exact_only = all(spec.exact for spec in model.state_.compress.values())
+    if exact_only and res.constant_from is not None and not np.isnan(h["prox_step_sq"]).all():
         summary["sufficient_decrease"] = sufficient_decrease(res, model.alpha).ok
     try:
         summary["rate_slope"] = round(rate(res).slope, 3)

@@ -34,7 +34,7 @@ from ..data import load_dataset
 
 __all__ = ["DATA_FIELDS", "Field", "Preset", "TOP_KEYS", "boolean", "check_keys", "ensure_out_dir",
            "int_list", "load_data", "load_preset", "non_negative_int", "non_negative_number", "one_of",
-           "parse_preset", "positive_int", "positive_number", "write_json"]
+           "parse_preset", "positive_int", "positive_number", "seed", "write_json"]
 
 #: Top-level keys of a preset; ``compress`` only where the runner takes ``[[compress]]`` tables.
 TOP_KEYS = ("method", "name", "description", "data", "model", "fit", "compress")
@@ -126,6 +126,14 @@ def non_negative_int(value: Any, where: str) -> int:
     return int(value)
 
 
+@_check_doc("A seed: an integer in [0, 2**64 − 1], the range torch.manual_seed takes (booleans refused).", "int",
+            "an integer in [0, 2**64 − 1]")
+def seed(value: Any, where: str) -> int:
+    if non_negative_int(value, where) > 2**64 - 1:
+        raise ValueError(f"{where} must be a seed in [0, 2**64 - 1], got {value!r}")
+    return int(value)
+
+
 @_check_doc("A finite real number > 0 (booleans refused).", "float", "a finite number > 0")
 def positive_number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (np.isfinite(value) and value > 0):
@@ -147,11 +155,12 @@ def boolean(value: Any, where: str) -> bool:
     return value
 
 
-@_check_doc("A non-empty list of integers ≥ 0 (e.g. seeds).", "list of int", "a non-empty list of integers ≥ 0")
+@_check_doc("A non-empty list of seeds (each as :func:`seed` checks it).", "list of int",
+            "a non-empty list of integers in [0, 2**64 − 1]")
 def int_list(value: Any, where: str) -> List[int]:
     if not isinstance(value, list) or not value:
         raise ValueError(f"{where} must be a non-empty list of non-negative integers, got {value!r}")
-    return [non_negative_int(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    return [seed(v, f"{where}[{i}]") for i, v in enumerate(value)]
 
 
 def one_of(*choices: str) -> Check:

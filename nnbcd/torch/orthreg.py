@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
+from .._validation import check_bool, check_choice, check_int, check_positive
+
 __all__ = ["PENALTIES", "orthogonal_penalty", "regularised_layers", "train_epochs"]
 
 
@@ -79,7 +81,15 @@ def regularised_layers(model: nn.Module, exclude_last_linear: bool = True) -> li
     -------
     list of (str, torch.nn.Module)
         ``(name, module)`` pairs in ``named_modules`` order.
+
+    Raises
+    ------
+    TypeError
+        ``model`` is not a module or ``exclude_last_linear`` not a bool.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_bool(exclude_last_linear, "exclude_last_linear")
     layers = [(n, m) for n, m in model.named_modules()
               if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1)]
     linear = [n for n, m in layers if isinstance(m, nn.Linear)]
@@ -98,13 +108,13 @@ def orthogonal_penalty(weights: Iterable[torch.Tensor], kind: str = "so", lam: f
     Parameters
     ----------
     weights : iterable of torch.Tensor
-        Weights of shape (out, ...); at least one.
+        Floating weights of shape (out, ...) (at least one axis); at least one.
     kind : {"so", "dso", "srip", "offdiag", "factor"}
     lam : float ≥ 0
-        λ.
-    gain : float
-        g in :math:`G - g^2I` (unused by ``"offdiag"`` and ``"factor"``).
-    n_power_iter : int
+        λ, finite.
+    gain : float ≥ 0
+        g in :math:`G - g^2I`, finite (unused by ``"offdiag"`` and ``"factor"``).
+    n_power_iter : int ≥ 1
         Power iterations of ``"srip"``'s :math:`\sigma_{\max}` estimate.
 
     Returns
@@ -114,15 +124,27 @@ def orthogonal_penalty(weights: Iterable[torch.Tensor], kind: str = "so", lam: f
 
     Raises
     ------
+    TypeError
+        ``lam`` or ``gain`` not a real number; ``weights`` one tensor (not an iterable of them); a weight
+        that is not a floating tensor (named by its index).
     ValueError
-        An unknown ``kind``, ``lam < 0`` or no weights.
+        An unknown ``kind``; ``lam`` or ``gain`` negative, NaN or infinite; ``n_power_iter`` not an int ≥ 1;
+        a 0-d weight; no weights.
     """
-    if kind not in PENALTIES:
-        raise ValueError(f"kind={kind!r} is not one of {sorted(PENALTIES)}")
-    if lam < 0:
-        raise ValueError(f"lam must be ≥ 0, got {lam!r}")
-    fn = PENALTIES[kind]
-    terms = [fn(_matrix(w), gain, n_power_iter) for w in weights]
+    fn = PENALTIES[check_choice(kind, tuple(PENALTIES), "kind")]
+    lam = check_positive(lam, "lam", allow_zero=True)  # NaN or a negative λ would not regularise: refused
+    gain = check_positive(gain, "gain", allow_zero=True)
+    n_power_iter = check_int(n_power_iter, "n_power_iter", minimum=1)
+    if isinstance(weights, torch.Tensor):  # iterating one tensor would penalise its rows one by one
+        raise TypeError("weights must be an iterable of tensors, got one tensor: pass [weight]")
+    terms = []
+    for i, w in enumerate(weights):
+        if not isinstance(w, torch.Tensor) or not w.is_floating_point():
+            raise TypeError(f"weights[{i}] must be a floating torch.Tensor, got "
+                            f"{getattr(w, 'dtype', type(w).__name__)}")
+        if w.ndim == 0:
+            raise ValueError(f"weights[{i}] is 0-d: a weight has shape (out, ...)")
+        terms.append(fn(_matrix(w), gain, n_power_iter))
     if not terms:
         raise ValueError("weights is empty: nothing to regularise")
     return lam * torch.stack(terms).sum()
@@ -152,7 +174,21 @@ def train_epochs(model: nn.Module, loader: Iterable, epochs: int, lr: float = 1e
     -------
     torch.nn.Module
         ``model``.
+
+    Raises
+    ------
+    TypeError
+        ``model`` is not a module, ``penalty`` or ``on_epoch`` not callable, ``lr`` not a real number.
+    ValueError
+        ``epochs`` not an int ≥ 0; ``lr`` not finite and > 0.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    epochs = check_int(epochs, "epochs", minimum=0)
+    lr = check_positive(lr, "lr")
+    for name, fn in (("penalty", penalty), ("on_epoch", on_epoch)):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{name} must be callable or None, got {type(fn).__name__}")
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     loss_fn = nn.CrossEntropyLoss()
     for epoch in range(epochs):

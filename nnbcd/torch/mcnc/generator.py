@@ -26,6 +26,11 @@ class MCNCGenerator(nn.Module):
     ----------
     spec : MCNCSpec
 
+    Raises
+    ------
+    ValueError
+        The weights are too many to allocate (a huge ``d`` or ``width``); the message gives the count.
+
     Attributes
     ----------
     spec : MCNCSpec
@@ -43,7 +48,13 @@ class MCNCGenerator(nn.Module):
         else:
             dims = [(spec.width, spec.k)] + [(spec.width, spec.width)] * (spec.depth - 1) + [(spec.d, spec.width)]
         for i, (fo, fi) in enumerate(dims):
-            w = _uniform(rng, (fo, fi), math.sqrt(6.0 / fi))
+            try:
+                w = _uniform(rng, (fo, fi), math.sqrt(6.0 / fi))
+            except (MemoryError, ValueError) as exc:  # numpy's "cannot allocate" / "dimension exceeded"
+                size = sum(o * (j + 1) for o, j in dims)
+                raise ValueError(f"the generator's {size} weights (k = {spec.k}, width = {spec.width}, depth = "
+                                 f"{spec.depth}, d = {spec.d}) cannot be allocated ({exc}): choose a smaller "
+                                 "d or width") from None
             b = _uniform(rng, (fo,), 1.0 / math.sqrt(fi))
             self.register_buffer(f"w{i}", torch.tensor(w, dtype=torch.float32), persistent=False)
             self.register_buffer(f"b{i}", torch.tensor(b if spec.generator == "mcnc" else 0 * b,

@@ -99,6 +99,22 @@ class _Store:
     def clear(self) -> None:
         self._cache = self._key = None
 
+    def __deepcopy__(self, memo: Dict[int, Any]) -> "_Store":
+        # copy.deepcopy(model) records the model's copy in memo before it copies the model's __dict__
+        # (where the store lives): the copy's store must read α and β from that copy, not through the
+        # weak reference to the original. The cache is dropped: after a forward with gradients it holds
+        # non-leaf tensors, which refuse to be deep-copied, and it belongs to the original's α and β.
+        root = memo.get(id(self.root))
+        if root is None:  # a submodule copied on its own: its parametrizations still read the model's α, β
+            return self
+        new = copy.copy(self)
+        memo[id(self)] = new
+        new.layout = list(self.layout)
+        new.generator = copy.deepcopy(self.generator, memo)
+        new._root = weakref.ref(root)
+        new.clear()
+        return new
+
 
 class _Slice(nn.Module):
     """Parametrization of one tensor: its piece of the store's reconstruction."""
@@ -212,16 +228,32 @@ def wrap(model: nn.Module, spec: MCNCSpec) -> nn.Module:
     TypeError
         ``model`` is not a module or ``spec`` not an MCNCSpec.
     ValueError
-        The model is already wrapped, nothing is left to compress, ``exclude`` names nothing, a tied
-        tensor is selected, or the tensors' dtypes/devices differ.
+        The model is already wrapped, a parameter holds NaN or Inf (named), nothing is left to compress,
+        ``exclude`` names nothing, a tied tensor is selected, or the tensors' dtypes/devices differ. The
+        model is left as it was.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    _check_unwrapped(model)
     if not isinstance(spec, MCNCSpec):
         raise TypeError(f"spec must be an MCNCSpec, got {type(spec).__name__}")
+    for name, p in model.named_parameters():
+        # the start (β = the chunk norms, or the frozen base) is read from the weights: NaN/Inf would
+        # train from NaN without an error
+        if (p.is_floating_point() or p.is_complex()) and not bool(torch.isfinite(p).all()):
+            raise ValueError(f"parameter {name!r} holds NaN or Inf: wrap a model with finite weights")
+    sel, layout, init = _plan(model, spec)
+    return _attach(model, spec, sel, layout, init)
+
+
+def _check_unwrapped(model: Any) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if "_mcnc_store" in model.__dict__:
         raise ValueError("model is already wrapped")
-    sel, layout, init = _plan(model, spec)
+
+
+def _attach(model: nn.Module, spec: MCNCSpec, sel: list, layout: List[Tuple[str, tuple]],
+            init: torch.Tensor) -> nn.Module:
+    """Wrap ``model`` with ``_plan``'s result: the part of :func:`wrap` that changes the model."""
     store = _Store(model, spec, layout, init)
     store.generator.weights(store.alpha)  # the casts for the model's dtype and device, made eagerly
     store.base_digest = _digest([p for _, _, _, p in sel]) if spec.mode != "scratch" else None
@@ -281,7 +313,6 @@ def bake(model: nn.Module) -> nn.Module:
         values = {f"{mname}.{pname}" if mname else pname: getattr(mod, pname).detach().clone()
                   for mname, mod in model.named_modules() if parametrize.is_parametrized(mod)
                   for pname in mod.parametrizations.keys()}
-        st.clear()  # no tensor of the graph may be deep-copied
     out = copy.deepcopy(model)
     del out.__dict__["_mcnc_store"]
     out._forward_pre_hooks.clear()

@@ -54,7 +54,7 @@ class MCNCSpec:
         viewed as out × in·k_h·k_w).
     compress_bias : bool
         Also reparameterise biases (never in LoRA mode).
-    exclude : sequence of str
+    exclude : list or tuple of str
         Names kept dense: a module name (``"0"``, ``"head"``) keeps all its parameters, a parameter name
         (``"0.bias"``) or a glob (``"*.bias"``, ``"layer4.*"``) the ones it matches.
     lora_rank : int ≥ 1
@@ -114,8 +114,8 @@ class MCNCSpec:
                 raise ValueError(f"{label.get(name, name)} {getattr(self, name)!r} is not one of {allowed}")
         if not isinstance(self.compress_bias, bool):
             raise ValueError(f"compress_bias must be True or False, got {self.compress_bias!r}")
-        if isinstance(self.exclude, str) or not all(isinstance(e, str) and e for e in self.exclude):
-            raise TypeError(f"exclude must be a sequence of non-empty names or globs, got {self.exclude!r}")
+        if not (isinstance(self.exclude, (list, tuple)) and all(isinstance(e, str) and e for e in self.exclude)):
+            raise TypeError(f"exclude must be a list or tuple of non-empty names or globs, got {self.exclude!r}")
         object.__setattr__(self, "exclude", tuple(self.exclude))  # a list from a stored spec, too
 
 
