@@ -13,10 +13,12 @@ these functions.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
+import re
 from collections.abc import Sequence
-from typing import Any, List, Optional, Tuple
+from typing import Any, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -242,3 +244,30 @@ def check_real(value: Any, name: str, low: float, high: float, *, low_open: bool
         interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
         raise ValueError(f"{name} must be in {interval}, got {value!r}")
     return v
+
+
+@contextlib.contextmanager
+def named_errors(name: str) -> Iterator[None]:
+    """Re-raise a library's ``ValueError``/``TypeError`` about argument ``name`` with ``name`` in its message.
+
+    For checks done by another library (scikit-learn's ``validate_data``: "Complex data not supported",
+    "Expected 2D array", "could not convert string to float"), whose messages do not say which argument
+    is wrong. The exception keeps its type and its message (callers and scikit-learn's conformance checks
+    match on both); a message that already names ``name`` is left as it is.
+
+    Raises
+    ------
+    ValueError, TypeError
+        The original exception's type, with the message ``"{name}: {original message}"``.
+    """
+    try:
+        yield
+    except (ValueError, TypeError) as exc:
+        message = str(exc)
+        if re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", message):
+            raise
+        try:
+            named = type(exc)(f"{name}: {message}")
+        except Exception:  # an exception class whose constructor takes other arguments: keep the original
+            raise exc from None
+        raise named from exc

@@ -124,12 +124,14 @@ def main(argv: Optional[List[str]] = None) -> int:
                        description="Time NN-BCD sweeps (per block kind, against the GEMM floor), TT-SVD, EVBMF, "
                                    "top-k, the MCNC step and two runs at once, for every available backend and "
                                    "dtype (docs/bench.md).")
-    p.add_argument("--backends", default="numpy,numba,cupy",
-                   help="comma-separated backends (default numpy,numba,cupy; absent ones are reported with the reason)")
+    p.add_argument("--backends", default="numpy,numba,cupy", metavar="LIST",
+                   help="comma-separated backends (default numpy,numba,cupy; absent ones are reported with "
+                        "the reason)")
     p.add_argument("--size", choices=("small", "paper"), default="small",
                    help="problem sizes: small (about a minute on 2 cores) or paper (the paper's sizes)")
-    p.add_argument("--out", help="report directory (default runs/bench-<size>)")
-    p.add_argument("--repeats", type=int, help="timed repeats per measurement, medians (default 3 small, 7 paper)")
+    p.add_argument("--out", metavar="DIR", help="report directory (default runs/bench-<size>)")
+    p.add_argument("--repeats", type=int, metavar="N",
+                   help="timed repeats per measurement, medians (default 3 small, 7 paper)")
     p.add_argument("--only", metavar="PARTS",
                    help="comma-separated parts to run: digits, har, cnn (sweeps), scaling, tt_svd, evbmf, topk, "
                         "mcnc, concurrency (default all)")

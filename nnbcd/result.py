@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import uuid
 from collections.abc import Mapping
 from enum import IntEnum
-from typing import Any, Dict, Iterator, List
+from typing import Any, Callable, Dict, Iterator, List
 
 import numpy as np
 
@@ -23,6 +25,7 @@ class Status(IntEnum):
     2     ``NON_FINITE``             The iterate became non-finite; the last finite iterate is returned.
     3     ``NOT_POSITIVE_DEFINITE``  A linear system lost positive definiteness; the last finite iterate is
                                      returned.
+    4     ``INTERRUPTED``            Interrupted (KeyboardInterrupt); the last complete iterate is returned.
     99    ``CALLBACK``               Stopped by the callback (StopIteration).
     ====  =========================  ==========================================================================
     """
@@ -39,6 +42,7 @@ class Status(IntEnum):
     MAX_ITER = 1, "Maximum number of iterations reached."
     NON_FINITE = 2, "The iterate became non-finite; the last finite iterate is returned."
     NOT_POSITIVE_DEFINITE = 3, "A linear system lost positive definiteness; the last finite iterate is returned."
+    INTERRUPTED = 4, "Interrupted (KeyboardInterrupt); the last complete iterate is returned."
     CALLBACK = 99, "Stopped by the callback (StopIteration)."
 
 
@@ -180,5 +184,42 @@ class SolveResult(dict):
         payload["history"] = self["history"].to_dict()
         if self.get("compression"):
             payload["compression"] = {str(k): v for k, v in self["compression"].items()}
-        with open(path, "w") as fh:
-            json.dump(payload, fh, indent=1, default=float)
+        write_json_atomic(path, payload, default=float)
+
+
+def write_json_atomic(path: "str | os.PathLike[str]", payload: Any, *, default: Callable[[Any], Any] = str) -> None:
+    """Write ``payload`` as indented JSON to ``path`` all at once: the file is the old one or the new one.
+
+    The JSON goes to a temporary file in the same directory, which then replaces ``path`` by
+    ``os.replace`` (atomic on POSIX and Windows within one file system), so a full disk, an object JSON
+    cannot hold or a Ctrl-C mid-write never leaves a truncated file or destroys the previous one.
+
+    Parameters
+    ----------
+    path : str or path-like
+        File to write (replaced when it exists).
+    payload : Any
+        JSON-serialisable data.
+    default : callable
+        ``json.dump``'s ``default`` for objects JSON cannot hold (``str``; ``float`` for numpy scalars).
+
+    Raises
+    ------
+    OSError
+        The directory cannot be written to; ``path`` is unchanged.
+    TypeError, ValueError
+        From serialisation; ``path`` is unchanged.
+    """
+    path = os.fspath(path)
+    # a unique name in the same directory: os.replace is atomic only within one file system
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "x") as fh:
+            json.dump(payload, fh, indent=1, default=default)
+            fh.flush()
+            os.fsync(fh.fileno())  # the new file's bytes are on disk before it takes the old one's name
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -531,25 +531,18 @@ CONVERGENCE_ROWS = [
 ]
 
 # ---- compression specs ---------------------------------------------------------------------------------
-_COMPRESS = "nnbcd/compress (spec constructors): check arguments by name at construction"
 COMPRESS_ROWS = [
-    row("TT-rank-2.5", lambda: TT(rank=2.5), Err((TypeError, ValueError), "rank"),
-        xfail=_COMPRESS + " (ops.tt.check_rank)"),
-    row("TT-rank-nan", lambda: TT(rank=math.nan), Err((TypeError, ValueError), "rank"),
-        xfail=_COMPRESS + " (ops.tt.check_rank)"),
-    row("TT-rank-list-float", lambda: TT(rank=[1, 2.5, 1]), Err(ValueError, "rank[1]"),
-        xfail=_COMPRESS + " (ops.tt.check_rank)"),
+    row("TT-rank-2.5", lambda: TT(rank=2.5), Err((TypeError, ValueError), "rank")),
+    row("TT-rank-nan", lambda: TT(rank=math.nan), Err((TypeError, ValueError), "rank")),
+    row("TT-rank-list-float", lambda: TT(rank=[1, 2.5, 1]), Err(ValueError, "rank[1]")),
     row("TT-rank-zero", lambda: TT(rank=0), Err(ValueError, "rank")),
-    row("TT-shape-negative", lambda: TT(shape=(-16, -64)), Err(ValueError, "shape[0]"),
-        xfail=_COMPRESS + " (check_int_sequence on shape)"),
+    row("TT-shape-negative", lambda: TT(shape=(-16, -64)), Err(ValueError, "shape[0]")),
     row("TT-shape-negative-validate", lambda: TT(shape=(-16, -64)).validate((16, 64), "compress[0]"),
-        Err(ValueError, "shape[0]"),
-        xfail=_COMPRESS + " (check_int_sequence on shape)"),
+        Err(ValueError, "shape[0]")),
     row("TT-layout", lambda: TT(layout="tucker"), Err(ValueError, "layout")),
     row("TT-svd", lambda: TT(svd="lanczos"), Err(ValueError, "svd")),
     row("TT-rank_initial", lambda: TT(rank_initial=2.5), Err(ValueError, "rank_initial")),
-    row("TT-project-complex", lambda: TT(rank=2).project(W * 1j), Err(TypeError, "W"),
-        xfail="nnbcd/compress/tt.py: TT.project should check W by name (the message says 'tensor')"),
+    row("TT-project-complex", lambda: TT(rank=2).project(W * 1j), Err(TypeError, "W")),
     row("TT-project-hand", lambda: TT(rank=100, shape=(6, 8)).project(W),
         Ok(lambda c: np.testing.assert_allclose(c.dense, W, atol=1e-12))),
     row("Prune-sparsity-float32", lambda: Prune(np.float32(0.5)), holds(lambda p: p.sparsity == 0.5)),
@@ -561,16 +554,13 @@ COMPRESS_ROWS = [
     row("Prune-project-nan", lambda: Prune(0.5).project(_with((3, 3), np.nan)), Err(ValueError, "weights[0]")),
     row("compression_ratios-hand", lambda: compression_ratios([(4, 4), (2, 4)], {0: 8}),
         Ok(lambda r: (np.testing.assert_allclose(r["cr_1"], 16 / 24), np.testing.assert_allclose(r["cr_2"], 0.5)))),
-    row("compression_ratios-empty", lambda: compression_ratios([], {}), Err(ValueError, "shapes"),
-        xfail="nnbcd/compress/accounting.py: compression_ratios divides by zero for no shapes"),
-    row("compression_ratios-layer", lambda: compression_ratios([(4, 4)], {3: 8}), Err(ValueError, "params"),
-        xfail="nnbcd/compress/accounting.py: a params key outside 0..L-1 raises IndexError"),
+    row("compression_ratios-empty", lambda: compression_ratios([], {}), Err(ValueError, "shapes")),
+    row("compression_ratios-layer", lambda: compression_ratios([(4, 4)], {3: 8}), Err(ValueError, "params")),
 ]
 
 # ---- the estimator ------------------------------------------------------------------------------------
 _X, _Y = load_digits(return_X_y=True)
 X, Y = _X[:60] / 16.0, _Y[:60]
-_EST = "nnbcd/bcd/estimator.py"
 
 
 def _fit(**params: Any) -> Any:
@@ -612,11 +602,6 @@ _PARAM_CASES = [
     ("w_solve", [("unknown", "qr", ValueError)]),
     ("conv", [("int", 5, TypeError)]),
 ]
-_XFAIL_PARAMS = {
-    ("bias", "str"): f"{_EST}: bias is not checked (the string 'yes' trains with biases)",
-    ("verbose", "str"): f"{_EST}: verbose is not checked",
-    ("random_state", "str"): f"{_EST}: random_state's error (numpy's SeedSequence) does not name it",
-}
 _PARAM_CASES += [("bias", [("str", "yes", TypeError)]), ("verbose", [("str", "yes", TypeError)]),
                  ("random_state", [("str", "x", (TypeError, ValueError))])]
 
@@ -625,23 +610,20 @@ def _param_rows() -> list:
     out = []
     for name, cases in _PARAM_CASES:
         for id_, value, exc in cases:
-            out.append(row(f"NNBCD-{name}-{id_}", lambda n=name, v=value: _fit(**{n: v}), Err(exc, name),
-                           xfail=_XFAIL_PARAMS.get((name, id_), "")))
+            out.append(row(f"NNBCD-{name}-{id_}", lambda n=name, v=value: _fit(**{n: v}), Err(exc, name)))
     return out
 
 
 ESTIMATOR_ROWS = [
     *_param_rows(),
     # compress / tau as containers, issue 12's compress=[TT(4)]
-    row("NNBCD-compress-list", lambda: _fit(compress=[TT(4)]), Err((TypeError, ValueError), "compress"),
-        xfail=f"{_EST}: compress=[TT(4)] fails in dict() with a message that does not name compress"),
+    row("NNBCD-compress-list", lambda: _fit(compress=[TT(4)]), Err((TypeError, ValueError), "compress")),
     row("NNBCD-compress-layer", lambda: _fit(compress={5: TT(4)}), Err(ValueError, "compress")),
     row("NNBCD-compress-str", lambda: _fit(compress={0: "tt"}), Err(TypeError, "compress[0]")),
     row("NNBCD-compress-rank-2.5", lambda: _fit(compress={0: TT(rank=2.5)}), Err(TypeError, "rank")),
     row("NNBCD-compress-shape", lambda: _fit(compress={0: TT(shape=(4, 4))}), Err(ValueError, "compress[0]")),
     row("NNBCD-tau-keys", lambda: _fit(compress={0: TT(4)}, tau={7: 1.0}), Err(ValueError, "tau")),
-    row("NNBCD-callback-int", lambda: NNBCD((8,), max_iter=2).fit(X, Y, callback=5), Err(TypeError, "callback"),
-        xfail=f"{_EST}: callback=5 is accepted and fails after the first sweep"),
+    row("NNBCD-callback-int", lambda: NNBCD((8,), max_iter=2).fit(X, Y, callback=5), Err(TypeError, "callback")),
     # a run whose weights overflow inside a compression block ends with status 2 and finite weights
     *[row(f"NNBCD-diverges-{kind}", lambda c=spec: _fit(max_iter=3, init_scale=1e200, compress={1: c}, tau=1.0,
                                                          hidden_layer_sizes=(8, 8), random_state=0),
@@ -655,34 +637,25 @@ ESTIMATOR_ROWS = [
         Ok(lambda m: np.testing.assert_array_equal(m.classes_, ["big", "small"]))),
     row("fit-X-nan", lambda: _fit_data(np.where(X > 0.5, np.nan, X), Y), Err(ValueError, "X")),
     row("fit-X-inf", lambda: _fit_data(np.where(X > 0.5, np.inf, X), Y), Err(ValueError, "X")),
-    row("fit-X-complex", lambda: _fit_data(X.astype(complex), Y), Err(ValueError, "X"),
-        xfail=f"{_EST}: sklearn's 'Complex data not supported' does not name X"),
-    row("fit-X-1d", lambda: _fit_data(X[:, 0], Y), Err(ValueError, "X"),
-        xfail=f"{_EST}: sklearn's 'Expected 2D array' does not name X"),
-    row("fit-X-empty", lambda: _fit_data(X[:0], Y[:0]), Err(ValueError, "X"),
-        xfail=f"{_EST}: sklearn's 'Found array with 0 sample(s)' does not name X"),
-    row("fit-X-words", lambda: _fit_data(np.full(X.shape, "a"), Y), Err(ValueError, "X"),
-        xfail=f"{_EST}: numpy's 'could not convert string to float' does not name X"),
+    row("fit-X-complex", lambda: _fit_data(X.astype(complex), Y), Err(ValueError, "X")),
+    row("fit-X-1d", lambda: _fit_data(X[:, 0], Y), Err(ValueError, "X")),
+    row("fit-X-empty", lambda: _fit_data(X[:0], Y[:0]), Err(ValueError, "X")),
+    row("fit-X-words", lambda: _fit_data(np.full(X.shape, "a"), Y), Err(ValueError, "X")),
     row("fit-y-none", lambda: _fit_data(X, None), Err(ValueError, "y")),
     row("fit-y-scalar", lambda: _fit_data(X, 3), Err(ValueError, "y")),
     row("fit-y-nan", lambda: _fit_data(X, np.where(Y > 5, np.nan, Y)), Err(ValueError, "y")),
-    row("fit-y-short", lambda: _fit_data(X, Y[:10]), Err(ValueError, "y"),
-        xfail=f"{_EST}: sklearn's 'inconsistent numbers of samples' names neither X nor y"),
-    row("fit-y-continuous", lambda: _fit_data(X, Y + 0.5), Err(ValueError, "y"),
-        xfail=f"{_EST}: sklearn's 'Unknown label type: continuous' does not name y"),
+    row("fit-y-short", lambda: _fit_data(X, Y[:10]), Err(ValueError, "y")),
+    row("fit-y-continuous", lambda: _fit_data(X, Y + 0.5), Err(ValueError, "y")),
     row("fit-X_val-alone", lambda: _fit_data(X, Y, X_val=X), Err(ValueError, "y_val")),
     row("fit-X_val-features", lambda: _fit_data(X, Y, X_val=X[:, :3], y_val=Y), Err(ValueError, "X_val")),
     row("fit-X_val-nan", lambda: _fit_data(X, Y, X_val=X * np.nan, y_val=Y), Err(ValueError, "X_val")),
     row("fit-y_val-unknown", lambda: _fit_data(X, Y, X_val=X, y_val=Y + 100), Err(ValueError, "y_val")),
     row("predict-features", lambda: FITTED.predict(X[:, :3]), Err(ValueError, "X")),
     row("predict-nan", lambda: FITTED.predict(X * np.nan), Err(ValueError, "X")),
-    row("predict-1d", lambda: FITTED.predict(X[0]), Err(ValueError, "X"),
-        xfail=f"{_EST}: sklearn's 'Expected 2D array' does not name X"),
-    row("predict-complex", lambda: FITTED.predict(X.astype(complex)), Err(ValueError, "X"),
-        xfail=f"{_EST}: sklearn's 'Complex data not supported' does not name X"),
+    row("predict-1d", lambda: FITTED.predict(X[0]), Err(ValueError, "X")),
+    row("predict-complex", lambda: FITTED.predict(X.astype(complex)), Err(ValueError, "X")),
     row("predict-unfitted", lambda: NNBCD().predict(X), Err(NotFittedError, "NNBCD")),
-    row("score-short-y", lambda: FITTED.score(X, Y[:5]), Err(ValueError, "y"),
-        xfail=f"{_EST}: sklearn's 'inconsistent numbers of samples' names neither X nor y"),
+    row("score-short-y", lambda: FITTED.score(X, Y[:5]), Err(ValueError, "y")),
     row("decision_function-shape", lambda: FITTED.decision_function(X), holds(lambda d: d.shape == (60, 10))),
     row("InputConv2d-filters", lambda: InputConv2d((1, 8, 8), 0), Err(ValueError, "filters")),
     row("InputConv2d-kernel", lambda: InputConv2d((1, 8, 8), 4, kernel=9), Err(ValueError, "kernel")),
@@ -741,13 +714,9 @@ CLI_ROWS = [
     *[pytest.param(lambda tmp, s=s: ["solve", DIGITS, "--set", s], "max_iter", id=f"set-{s}")
       for s in ("fit.max_iter=-1", "fit.max_iter=2.5", "fit.max_iter=1e400", "fit.max_iter=[")],
     pytest.param(lambda tmp: ["solve", DIGITS, "--set", "model.bias='yes'", "--set", "fit.max_iter=1"], "bias",
-                 id="set-model.bias='yes'",
-                 marks=pytest.mark.xfail(strict=True, reason=f"issue 12: {_EST}: bias is not checked")),
+                 id="set-model.bias='yes'"),
     pytest.param(lambda tmp: ["solve", DIGITS, "--set", "model.random_state='x'", "--set", "fit.max_iter=1"],
-                 "random_state",
-                 id="set-model.random_state='x'",
-                 marks=pytest.mark.xfail(strict=True,
-                                         reason=f"issue 12: {_EST}: random_state's error does not name it")),
+                 "random_state", id="set-model.random_state='x'"),
     pytest.param(lambda tmp: ["solve", "/nonexistent/preset.toml"], "/nonexistent/preset.toml", id="preset-missing"),
     pytest.param(lambda tmp: ["solve", _preset(tmp, "method = \n")], "preset.toml", id="preset-invalid-toml"),
     pytest.param(lambda tmp: ["solve", _preset(tmp, "method = 'sgd'\n")], "method", id="preset-unknown-method"),

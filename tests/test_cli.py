@@ -150,6 +150,7 @@ def test_module_entry_point_info():
 # (n_features, n_classes) of each data set, and the networks the paper's presets describe (spec §7)
 DATA_WIDTHS = {"digits": (64, 10), "har": (561, 6), "flare": (40, 2), "mnist": (784, 10)}
 NETWORKS = {"digits.toml": (64, 256, 256, 10), "digits_tt.toml": (64, 256, 256, 10),
+            "digits_tt_cr10.toml": (64, 256, 256, 10), "digits_prune90.toml": (64, 256, 256, 10),
             "flare_prune.toml": (40, 300, 100, 2), "har_tt.toml": (561, 1024, 1024, 1024, 512, 6),
             "har5_tt.toml": (561, 1024, 1024, 1024, 512, 512, 6), "mnist_cnn.toml": (784, 5408, 1024, 1024, 10)}
 
@@ -194,3 +195,50 @@ def test_digits_tt_preset_runs(tmp_path):
     res = json.loads((tmp_path / "result.json").read_text())
     assert set(res["compression"]) == {"0", "1"}  # 0-based layer keys
     assert res["compression"]["0"]["ranks"][0] == 1 and res["history"]["cr_1"][-1] < 0.3
+
+
+@pytest.mark.filterwarnings("ignore:No artists with labels")  # the plot of a run with no sweep is empty
+@pytest.mark.parametrize("at", [1, 3])
+def test_interrupted_solve_writes_a_valid_result(tmp_path, monkeypatch, capsys, at):
+    from nnbcd.bcd import loop
+
+    sweep, calls = loop.sweep, []
+
+    def interrupted(*args, **kwargs):  # Ctrl-C during sweep ``at``
+        calls.append(1)
+        if len(calls) == at:
+            raise KeyboardInterrupt
+        return sweep(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "sweep", interrupted)
+    assert _solve("digits.toml", tmp_path, "fit.max_iter=5") == 0
+    res = json.loads((tmp_path / "result.json").read_text())
+    assert res["status"] == 4 and res["nit"] == at - 1 and not res["success"]
+    assert res["message"] == "Interrupted (KeyboardInterrupt); the last complete iterate is returned."
+    assert len(res["history"].get("objective", [])) == at - 1
+    assert json.loads(capsys.readouterr().out.split("results written")[0])["status"] == 4
+
+
+@pytest.mark.parametrize("writer", ["SolveResult.to_json", "schema.write_json"])
+def test_a_failed_write_keeps_the_previous_file(tmp_path, monkeypatch, writer):
+    from nnbcd.result import History, SolveResult, Status
+    from nnbcd.runners import schema
+
+    history = History()
+    history.append({"objective": 1.5})
+    result = SolveResult.finished(Status.MAX_ITER, nit=1, fun=1.5, time=0.1, history=history)
+    write = {"SolveResult.to_json": lambda path: result.to_json(str(path)),
+             "schema.write_json": lambda path: schema.write_json(path, {"nit": 1, "fun": 1.5})}[writer]
+    path = tmp_path / "result.json"
+    write(path)
+    before = path.read_text()
+
+    def disk_full(obj, fh, **kwargs):  # half the document, then the disk is full
+        fh.write('{"nit": ')
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(json, "dump", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        write(path)
+    assert path.read_text() == before and json.loads(before)["nit"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]  # no temporary file left behind

@@ -168,6 +168,7 @@ def test_status_codes_are_one_table():
         1: "Maximum number of iterations reached.",
         2: "The iterate became non-finite; the last finite iterate is returned.",
         3: "A linear system lost positive definiteness; the last finite iterate is returned.",
+        4: "Interrupted (KeyboardInterrupt); the last complete iterate is returned.",
         99: "Stopped by the callback (StopIteration).",
     }
     r = SolveResult.finished(Status.NON_FINITE, nit=1)
@@ -206,6 +207,69 @@ def test_lost_positive_definiteness_is_status_3(digits, monkeypatch):
     assert r.nit == 3 and r.history.n_iter == 3
     for a, b in zip(r.x["W"], ref.x["W"]):
         np.testing.assert_array_equal(a, b)
+
+
+def _interrupt_at(sweep):
+    def callback(r):
+        if r.nit == sweep:
+            raise KeyboardInterrupt
+    return callback
+
+
+def test_keyboard_interrupt_returns_the_last_complete_iterate(digits, caplog):
+    X, y = digits
+    ref = _model(max_iter=3).fit(X, y)  # an independent run of exactly 3 sweeps
+    with caplog.at_level("WARNING", logger="nnbcd.bcd.estimator"):
+        m = _model(max_iter=10).fit(X, y, callback=_interrupt_at(3))  # returns self, as MLPClassifier does
+    assert m.result_.status == Status.INTERRUPTED == 4 and not m.result_.success
+    assert m.result_.message == "Interrupted (KeyboardInterrupt); the last complete iterate is returned."
+    assert m.result_.nit == m.n_iter_ == m.result_.history.n_iter == 3
+    assert "interrupted" in caplog.text
+    for a, b in zip(m.coefs_, ref.coefs_):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(m.predict(X), ref.predict(X))
+
+
+def test_keyboard_interrupt_mid_sweep_goes_back_to_the_last_complete_sweep(digits, monkeypatch):
+    X, y = digits
+    be = get_backend("numpy")
+    cho, calls, limit = be.cho_factor_gram, [], [np.inf]
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > limit[0]:
+            raise KeyboardInterrupt
+        return cho(*args, **kwargs)
+
+    monkeypatch.setattr(be, "cho_factor_gram", counting)
+    ref = _model(max_iter=2).fit(X, y)  # the iterate after the last completed sweep
+    limit[0], calls[:] = len(calls) + 1, []  # Ctrl-C at the third sweep's second factorisation
+    m = _model(max_iter=10).fit(X, y)
+    assert m.result_.status == 4 and m.n_iter_ == 2 and m.result_.history.n_iter == 2
+    for a, b in zip(m.coefs_, ref.coefs_):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_refit_never_keeps_the_previous_result(digits):
+    X, y = digits
+    m = _model(max_iter=2).fit(X, y)
+    m.set_params(gamma=-1.0)
+    with pytest.raises(ValueError, match="gamma"):
+        m.fit(X, y)
+    for attr in ("result_", "coefs_", "classes_", "n_iter_", "state_", "n_features_in_"):
+        assert not hasattr(m, attr), attr
+    with pytest.raises(NotFittedError):
+        m.predict(X)
+    m.set_params(gamma=0.8, max_iter=5)
+    m.fit(X, y, callback=_interrupt_at(1))
+    assert m.result_.status == 4 and m.n_iter_ == 1
+
+
+def test_callback_is_checked_before_the_first_sweep(digits, monkeypatch):
+    X, y = digits
+    monkeypatch.setattr(nnbcd.bcd.estimator, "run", lambda *a, **k: pytest.fail("a sweep ran"))
+    with pytest.raises(TypeError, match="callback"):
+        _model(max_iter=2).fit(X, y, callback=5)
 
 
 def test_digits_accuracy(digits):

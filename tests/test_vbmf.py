@@ -5,27 +5,9 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize_scalar
 
+from nnbcd.bench.vbmf import recipe  # the spec's synthetic test matrices (data, not an oracle)
 from nnbcd.ops import evbmf, evbmf_batch, evbmf_from_singular_values, tau_lower, vbmf
 from nnbcd.ops.vbmf import omega
-
-
-def recipe(kind, L, M, scale=1.0, seed=0, R=32):
-    rng = np.random.default_rng(seed)
-    if kind == "A":
-        g1, g2, n = rng.standard_normal((L, R)), rng.standard_normal((R, M)), rng.standard_normal((L, M))
-        return scale * ((g1 @ g2) / np.sqrt(R) + n)
-    if kind == "B":
-        R = 64
-        u = np.linalg.qr(rng.standard_normal((L, R)))[0]
-        v = np.linalg.qr(rng.standard_normal((M, R)))[0]
-        n = rng.standard_normal((L, M))
-        d = (np.sqrt(L) + np.sqrt(M)) * (0.5 + 2.5 * np.arange(R) / (R - 1))
-        return scale * ((u * d) @ v.T + n)
-    u = np.linalg.qr(rng.standard_normal((L, L)))[0]
-    v = np.linalg.qr(rng.standard_normal((M, L)))[0]
-    n = rng.standard_normal((L, M))
-    d = 3 * (np.sqrt(L) + np.sqrt(M)) * (np.arange(L) + 1.0) ** -0.7
-    return scale * ((u * d) @ v.T + n)
 
 
 SPEC = [("A", 512, 4608, 32, 0.999793), ("B", 512, 4608, 58, 1.009785), ("C", 512, 4608, 7, 1.029096),

@@ -382,8 +382,9 @@ def update_weight_exact(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Worksp
     over the layer's compressed parametrisation :math:`\mathcal C` (a fixed support: one exact solve;
     TT cores: one sweep of exact core solves, each a prox step), through
     :meth:`~nnbcd.compress.base.Compression.exact_update` on :func:`weight_statistics`. On the sweeps
-    where the spec re-chooses its structure (:meth:`~nnbcd.compress.base.Compression.reselects`), the
-    dense W-block's step (τ = 0) is taken first and projected (top-k / TT-SVD), and the exact block
+    where the spec re-chooses its structure (:meth:`~nnbcd.compress.base.Compression.reselects`: a
+    scheduled cap / sparsity changes, ``reselect_every``, or the first sweep after a projection warm-up,
+    ``exact_from``), the dense W-block's step (τ = 0) is taken first and projected (top-k / TT-SVD), and the exact block
     starts from that projection; those sweeps may increase Φ. The squared step reported is the sum of
     the sub-block steps (each TT core's) plus the bias step: with them the sufficient decrease
     :math:`\Phi^k - \Phi^{k+1} \ge \tfrac\alpha2\|\Delta\|^2` holds on the other sweeps.

@@ -13,6 +13,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score
+from sklearn.utils import assert_all_finite
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     check_array,
@@ -195,8 +197,13 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         if self.conv is not None and not isinstance(self.conv, InputConv2d):
             raise TypeError(f"conv must be an InputConv2d or None, got {type(self.conv).__name__}")
         alpha = val.check_positive(self.alpha, "alpha")
+        with val.named_errors("random_state"):  # numpy's SeedSequence message does not say which argument
+            rng = np.random.default_rng(self.random_state)
         return {
             "hidden": val.check_hidden_layer_sizes(self.hidden_layer_sizes),
+            "bias": val.check_bool(self.bias, "bias"),
+            "verbose": val.check_bool(self.verbose, "verbose"),
+            "rng": rng,
             "gamma": _scheduled(self.gamma, "gamma"),
             "rho": _scheduled(self.rho, "rho"),
             "alpha": alpha,
@@ -217,6 +224,9 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         """``compress`` as a dict keyed by the compressed layers ``0..L-1``, ``tau`` by the layers with the
         projection block."""
         L = len(widths) - 1
+        if self.compress is not None and not isinstance(self.compress, Mapping):
+            raise TypeError(f"compress must be a mapping {{layer: Compression}} with layers 0..{L - 1}, e.g. "
+                            f"{{0: TT(4)}}, got {type(self.compress).__name__} {self.compress!r}")
         compress: Dict[int, Compression] = {}
         for layer, spec in dict(self.compress or {}).items():
             if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not 0 <= layer < L:
@@ -249,7 +259,8 @@ class NNBCD(ClassifierMixin, BaseEstimator):
 
     def _validation_labels(self, y_val: Any) -> np.ndarray:
         """Indices into ``classes_`` of the validation labels, which must be classes of ``y``."""
-        y_val = column_or_1d(val.to_host(y_val), warn=True)
+        with val.named_errors("y_val"):
+            y_val = column_or_1d(val.to_host(y_val), warn=True)
         unknown = np.setdiff1d(y_val, self.classes_)
         if unknown.size:
             raise ValueError(f"y_val has labels {unknown.tolist()} that are not in y's classes "
@@ -274,7 +285,8 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         callback : callable, optional
             ``callback(intermediate_result)`` after every sweep, with a :class:`~nnbcd.result.SolveResult`
             that has no ``status``/``success``/``message`` yet; raising ``StopIteration`` stops the run
-            with status 99.
+            with status 99. A ``KeyboardInterrupt`` (Ctrl-C) during the sweeps ends the run with status 4
+            and the last complete iterate, logs a warning and returns (as scikit-learn's MLP does).
 
         Returns
         -------
@@ -290,11 +302,22 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         ConvergenceWarning
             When ``tol`` is given and ``max_iter`` sweeps ran without meeting it (status 1).
         """
+        # a failed or interrupted refit must not leave the previous fit's attributes looking current
+        for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
+            delattr(self, attr)
         cfg = self._checked_params()
+        if callback is not None and not callable(callback):  # checked now, not after the first sweep
+            raise TypeError(f"callback must be callable or None, got {type(callback).__name__} {callback!r}")
         be, dtype = cfg["be"], cfg["dtype"]
-        X, y = validate_data(self, val.to_host(X), val.to_host(y), dtype=_INPUT_DTYPES)
+        # X and y checked apart (as validate_data(X, y) does in one call) so each error names its argument
+        with val.named_errors("X"):
+            X = validate_data(self, val.to_host(X), dtype=_INPUT_DTYPES)
+        with val.named_errors("y"):
+            y = column_or_1d(val.to_host(y), warn=True)
+            assert_all_finite(y, input_name="y")
+            check_consistent_length(X, y)
+            check_classification_targets(y)
         _check_conv_input(X, self.conv)
-        check_classification_targets(y)
         self.classes_ = np.unique(y)
         labels = np.searchsorted(self.classes_, y)
         first = (X.shape[1],) if self.conv is None else (self.conv.n_in, self.conv.n_out)
@@ -304,11 +327,13 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         if (X_val is None) != (y_val is None):
             raise ValueError("pass both X_val and y_val, or neither")
         if X_val is not None:
-            xv = check_array(val.to_host(X_val), dtype=_INPUT_DTYPES, input_name="X_val")
+            with val.named_errors("X_val"):
+                xv = check_array(val.to_host(X_val), dtype=_INPUT_DTYPES, input_name="X_val")
             if xv.shape[1] != X.shape[1]:
                 raise ValueError(f"X_val has {xv.shape[1]} features but X has {X.shape[1]}")
             lv = self._validation_labels(y_val)
-            check_consistent_length(xv, lv)
+            with val.named_errors("y_val"):
+                check_consistent_length(xv, lv)
             x_cols = be.asarray(xv.T, dtype)
             validation = Scored(x_cols, be.asarray(_one_hot(lv, len(self.classes_)), dtype), be.xp.asarray(lv),
                                 None if self.conv is None else self.conv.patches(x_cols, be))
@@ -317,11 +342,14 @@ class NNBCD(ClassifierMixin, BaseEstimator):
                                    alpha_b=cfg["alpha_b"],
                                    kappa=1.0 if cfg["loss_scale"] == "sum" else 1.0 / X.shape[0]), 1)
         st = self._initial_state(widths, compress, schedules.tau_at(1), be, be.asarray(X.T, dtype),
-                                 be.asarray(_one_hot(labels, len(self.classes_)), dtype), cfg["init_scale"])
+                                 be.asarray(_one_hot(labels, len(self.classes_)), dtype), cfg)
         ws = Workspace(st, be, cfg["v_solve"], cfg["w_solve"])
         result = run(st, hp, be, ws, labels=be.xp.asarray(labels), validation=validation,
                      max_iter=cfg["max_iter"], tol=cfg["tol"], monitor_every=cfg["monitor_every"],
-                     callback=callback, verbose=bool(self.verbose), schedules=schedules)
+                     callback=callback, verbose=cfg["verbose"], schedules=schedules)
+        if result.status == Status.INTERRUPTED:  # as scikit-learn's MLP: keep the work done, say so
+            logger.warning("NNBCD.fit was interrupted (KeyboardInterrupt) after %d complete sweeps; the last "
+                           "complete iterate is kept (result_.status %d).", result.nit, result.status)
         if cfg["tol"] is not None and result.status == Status.MAX_ITER:
             warnings.warn(f"NNBCD reached max_iter={cfg['max_iter']} before the relative objective change "
                           f"fell below tol={cfg['tol']}; increase max_iter or tol.", ConvergenceWarning,
@@ -335,17 +363,17 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         return self
 
     def _initial_state(self, widths: Tuple[int, ...], compress: Dict[int, Compression], tau: Dict[int, float],
-                       be: Backend, X: Any, Y: Any, init_scale: float) -> BCDState:
+                       be: Backend, X: Any, Y: Any, cfg: Dict[str, Any]) -> BCDState:
         """Weights from the init scheme, zero biases, initial compressed copies and the forward pass (spec §5)."""
         dtype = X.dtype
-        rng = np.random.default_rng(self.random_state)
+        rng, init_scale = cfg["rng"], cfg["init_scale"]
         conv = self.conv
         L = len(widths) - 1
         # the conv kernel is stored as Z^T (filters × patch size): a dense layer on patch samples
         shapes = [(conv.filters, conv.patch_size) if (i == 0 and conv) else (widths[i + 1], widths[i])
                   for i in range(L)]
         W = [be.asarray(init_weight(self.init, rng, *shape, init_scale), dtype) for shape in shapes]
-        b = [be.zeros(shape[0], dtype) if self.bias else None for shape in shapes]
+        b = [be.zeros(shape[0], dtype) if cfg["bias"] else None for shape in shapes]
         st = BCDState(W=W, b=b, U=[], V=[], X=X, Y=Y, compress=compress, tau=tau, conv=conv,
                       patches=None if conv is None else conv.patches(X, be))
         for i, spec in compress.items():
@@ -365,7 +393,8 @@ class NNBCD(ClassifierMixin, BaseEstimator):
     def _outputs(self, X: Any) -> np.ndarray:
         """Network outputs (n_samples × n_classes) with the deployed weights."""
         check_is_fitted(self)
-        X = validate_data(self, val.to_host(X), reset=False, dtype=_INPUT_DTYPES)
+        with val.named_errors("X"):
+            X = validate_data(self, val.to_host(X), reset=False, dtype=_INPUT_DTYPES)
         _check_conv_input(X, self.state_.conv)
         be = self.backend_
         dtype = self.coefs_[0].dtype
@@ -403,6 +432,29 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         """
         winners = self._outputs(X).argmax(axis=1)
         return self.classes_[winners]
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Mean accuracy of :meth:`predict` on ``X`` against ``y`` (scikit-learn's ``ClassifierMixin.score``).
+
+        Parameters
+        ----------
+        X : array-like, shape (n_samples, n_features)
+        y : array-like, shape (n_samples,)
+        sample_weight : array-like, shape (n_samples,), optional
+
+        Returns
+        -------
+        float
+            The (weighted) fraction of samples whose predicted label equals ``y``.
+
+        Raises
+        ------
+        ValueError
+            Naming ``X`` or ``y`` (e.g. ``y`` with a different number of samples than ``X``).
+        """
+        predicted = self.predict(X)
+        with val.named_errors("y"):  # accuracy_score's length check names neither argument
+            return float(accuracy_score(y, predicted, sample_weight=sample_weight))
 
     def export(self) -> Dict[str, List[Any]]:
         """The deployed network in storage form.

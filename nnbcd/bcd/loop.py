@@ -142,6 +142,8 @@ def run(st: BCDState, hp: Hyper, be: Backend, ws: Workspace, *, labels: Any, val
     callback : callable, optional
         Called after every completed sweep with the intermediate :class:`~nnbcd.result.SolveResult`
         (no ``status``/``success``/``message``); raising ``StopIteration`` stops the run.
+        A ``KeyboardInterrupt`` (Ctrl-C, or raised by the callback) anywhere in the loop ends the run with
+        :attr:`~nnbcd.result.Status.INTERRUPTED` and the last sweep that completed with its record.
     verbose : bool
         Show a tqdm progress bar.
     schedules : Schedules, optional
@@ -162,11 +164,13 @@ def run(st: BCDState, hp: Hyper, be: Backend, ws: Workspace, *, labels: Any, val
     total = 0.0
     nit = 0
     last_good = _snapshot(st)
+    complete = last_good  # the iterate of the last sweep whose history record was appended
     previous = None
     if schedules is None:
         schedules = Schedules(gamma=hp.gamma, rho=hp.rho, tau=dict(st.tau))
     settled = constant_from(st, schedules)
-    with tqdm(total=max_iter, disable=not verbose or None, desc="nnbcd") as bar:
+    interrupt = _CatchInterrupt()
+    with tqdm(total=max_iter, disable=not verbose or None, desc="nnbcd") as bar, interrupt:
         for k in range(1, max_iter + 1):
             nit = k
             monitored = k % monitor_every == 0 or k == max_iter
@@ -204,6 +208,7 @@ def run(st: BCDState, hp: Hyper, be: Backend, ws: Workspace, *, labels: Any, val
                 rec["time_monitor"] = time.perf_counter() - t1
                 fun = rec["objective"]
             history.append(rec)
+            complete = last_good
             bar.update(1)
             if monitored:
                 post = {"acc": f"{rec['acc']:.4f}", "objective": f"{fun:.4g}"}
@@ -221,6 +226,9 @@ def run(st: BCDState, hp: Hyper, be: Backend, ws: Workspace, *, labels: Any, val
                 except StopIteration:
                     status = Status.CALLBACK
                     break
+    if interrupt.caught:  # it may have landed mid-sweep: go back to the last complete one
+        status, nit = Status.INTERRUPTED, history.n_iter
+        _restore(st, complete)
     return SolveResult.finished(status, **_fields(st, history, nit, fun, total, settled))
 
 
@@ -241,6 +249,19 @@ def _fields(st: BCDState, history: History, nit: int, fun: float, total: float,
 def _finite(st: BCDState, be: Backend) -> bool:
     # weights are small and every block feeds them, so a non-finite sweep shows up here
     return all(be.isfinite_all(w) for w in st.W) and be.isfinite_all(st.V[-1])
+
+
+class _CatchInterrupt:
+    """A context that ends on ``KeyboardInterrupt`` instead of raising it, and records that it did."""
+
+    caught = False
+
+    def __enter__(self) -> "_CatchInterrupt":
+        return self
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> bool:
+        self.caught = kind is not None and issubclass(kind, KeyboardInterrupt)
+        return self.caught
 
 
 def _snapshot(st: BCDState) -> Dict[str, Any]:

@@ -34,15 +34,15 @@ def _measure(workload: Workload, variant: str, backend: str, dtype: str, sweeps:
 
 def _worker(rank: int, workload: Workload, variant: str, backend: str, dtype: str, sweeps: int,
             max_seconds: float, barrier: Any, queue: Any) -> None:
+    def measure() -> Dict[str, float]:
+        return _measure(workload, variant, backend, dtype, sweeps, max_seconds)
+
     try:
         with thread_policy(workload, True):  # imports, compilation
             sweep_times(workload, variant, backend, dtype, 1)
         barrier.wait(_TIMEOUT_S)
         for policy in (False, True):
             with thread_policy(workload, policy) as threads:
-                def measure() -> Dict[str, float]:
-                    return _measure(workload, variant, backend, dtype, sweeps, max_seconds)
-
                 if rank == 0:
                     queue.put((rank, policy, "alone", measure(), threads))
                 barrier.wait(_TIMEOUT_S)
@@ -80,7 +80,8 @@ def two_runs_at_once(backend: str, dtype: str = "float32", sweeps: int = 30, max
         (each run's median seconds per sweep), ``ratio`` (their mean / alone), and the same in CPU seconds
         per sweep (``alone_cpu_s``, ``two_at_once_cpu_s``, ``cpu_ratio``: the work the runs did, including
         BLAS threads spinning while they wait; unlike wall time, not inflated by other work on the machine),
-        ``sweeps_timed`` (alone, then each run at once).
+        ``sweeps_timed`` (alone, then each run at once), ``ratio_to_best_alone`` (the mean of the two runs at
+        once over the faster of the two single-run times).
 
     Raises
     ------
@@ -123,5 +124,8 @@ def two_runs_at_once(backend: str, dtype: str = "float32", sweeps: int = 30, max
                     "alone_cpu_s": alone["cpu_s"], "two_at_once_cpu_s": [b["cpu_s"] for b in both],
                     "cpu_ratio": sum(b["cpu_s"] for b in both) / 2 / alone["cpu_s"],
                     "sweeps_timed": [alone["sweeps"]] + [b["sweeps"] for b in both]}
+    best = min(out[k]["alone_s"] for k in ("without_policy", "with_policy"))
+    for key in ("without_policy", "with_policy"):  # against the faster single run, whichever policy gave it
+        out[key]["ratio_to_best_alone"] = sum(out[key]["two_at_once_s"]) / 2 / best
     out["seconds"] = out["with_policy"]["two_at_once_s"][0]
     return out

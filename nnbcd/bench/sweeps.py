@@ -155,10 +155,11 @@ def time_naive(workload: Workload, dtype: str, repeats: int, policy: bool = True
         As :func:`time_sweep` with ``backend="naive"``, ``variant="dense"`` and no ``blocks_s``.
     """
     X, y = workload.data()
-    model = workload.estimator("dense", "numpy", dtype, max_iter=0).fit(X, y)
-    p = model.get_params()
-    hp = Hyper(gamma=p["gamma"], rho=p["rho"], alpha=p["alpha"], alpha_w=p["alpha"], alpha_b=p["alpha"], kappa=1.0)
     with thread_policy(workload, policy) as threads:
+        model = workload.estimator("dense", "numpy", dtype, max_iter=0).fit(X, y)
+        p = model.get_params()
+        hp = Hyper(gamma=p["gamma"], rho=p["rho"], alpha=p["alpha"], alpha_w=p["alpha"], alpha_b=p["alpha"],
+                   kappa=1.0)
         t, _ = median_time(lambda: naive_sweep(model.state_, hp), repeats)
         rate = gemm_rate(*workload.gemm, dtype, "numpy", repeats)
     floor = workload.flops / rate

@@ -80,7 +80,6 @@ def time_tt_svd(backend: str, cases: Sequence[Case], kinds: Sequence[str], dtype
         If tensorly is not installed.
     """
     import tensorly as tl
-    from tensorly.decomposition import tensor_train
 
     be = get_backend(backend)
     rng = np.random.default_rng(0)
@@ -88,28 +87,37 @@ def time_tt_svd(backend: str, cases: Sequence[Case], kinds: Sequence[str], dtype
     with tl.backend_context(tensorly_backend(backend)):
         for name, shape, modes in cases:
             ranks = tt.tt_ranks(modes, rank)
-            for kind in kinds:
-                for dtype in dtypes:
-                    w = weight(shape, kind, dtype, rng)
-                    x = be.asarray(w.reshape(modes))
-                    norm = np.linalg.norm(w.astype(np.float64))
-
-                    def err(dense: Any) -> float:
-                        dense = be.to_numpy(dense).astype(np.float64)
-                        return float(np.linalg.norm(dense.reshape(shape) - w) / norm)
-
-                    with matrix_thread_limit(shape) as threads:
-                        t_tl, f = median_time(lambda: tensor_train(x, rank=ranks), repeats, sync=be.synchronize)
-                        res = {method: median_time(lambda m=method: tt.tt_svd(x, rank, svd=m, backend=be), repeats,
-                                                   sync=be.synchronize) for method in ("full", "gram")}
-                    e_tl = err(tl.tt_to_tensor(f))
-                    e = {m: err(tt.tt_to_tensor(cores, backend=be)) for m, (_, cores) in res.items()}
-                    t = {m: res[m][0] for m in res}
-                    auto = "gram" if dtype == "float64" else "full"
-                    rows.append(dict(
-                        name=f"{name} {kind} {backend} {dtype}", case=name, kind=kind, backend=backend, dtype=dtype,
-                        ranks=ranks, tensorly_s=t_tl, tensorly_err=e_tl, full_s=t["full"], full_err=e["full"],
-                        gram_s=t["gram"], gram_err=e["gram"], speedup_gram=t_tl / t["gram"],
-                        speedup_full=t_tl / t["full"], err_ratio_gram=e["gram"] / e_tl,
-                        err_ratio_full=e["full"] / e_tl, seconds=t[auto], blas_threads=threads))
+            # the test data are made under the same limit: on a busy machine, even a QR with idle BLAS
+            # threads can take 100x longer
+            with matrix_thread_limit(shape) as threads:
+                for kind in kinds:
+                    for dtype in dtypes:
+                        row = _tt_row(shape, modes, ranks, dtype, be, rank, repeats, weight(shape, kind, dtype, rng))
+                        rows.append(dict(name=f"{name} {kind} {backend} {dtype}", case=name, kind=kind,
+                                         backend=backend, dtype=dtype, ranks=ranks, blas_threads=threads, **row))
     return rows
+
+
+def _tt_row(shape: Tuple[int, int], modes: Tuple[int, ...], ranks: List[int], dtype: str, be: Any, rank: int,
+            repeats: int, w: np.ndarray) -> Dict[str, Any]:
+    """The times and errors of one weight ``w`` (tensorly's backend already set)."""
+    import tensorly as tl
+    from tensorly.decomposition import tensor_train
+
+    x = be.asarray(w.reshape(modes))
+    norm = np.linalg.norm(w.astype(np.float64))
+
+    def err(dense: Any) -> float:
+        dense = be.to_numpy(dense).astype(np.float64)
+        return float(np.linalg.norm(dense.reshape(shape) - w) / norm)
+
+    t_tl, f = median_time(lambda: tensor_train(x, rank=ranks), repeats, sync=be.synchronize)
+    res = {m: median_time(lambda m=m: tt.tt_svd(x, rank, svd=m, backend=be), repeats, sync=be.synchronize)
+           for m in ("full", "gram")}
+    e_tl = err(tl.tt_to_tensor(f))
+    e = {m: err(tt.tt_to_tensor(cores, backend=be)) for m, (_, cores) in res.items()}
+    t = {m: res[m][0] for m in res}
+    auto = "gram" if dtype == "float64" else "full"
+    return dict(tensorly_s=t_tl, tensorly_err=e_tl, full_s=t["full"], full_err=e["full"], gram_s=t["gram"],
+                gram_err=e["gram"], speedup_gram=t_tl / t["gram"], speedup_full=t_tl / t["full"],
+                err_ratio_gram=e["gram"] / e_tl, err_ratio_full=e["full"] / e_tl, seconds=t[auto])

@@ -100,8 +100,8 @@ def straightforward(y: np.ndarray) -> Tuple[int, float]:
 @functools.lru_cache(maxsize=None)
 def _straightforward_timed(kind: str, L: int, M: int, scale: float, repeats: int) -> Tuple[float, int, float]:
     # the reference runs on the CPU whatever our backend: time it once per matrix and share it
-    y = recipe(kind, L, M, scale)
-    with matrix_thread_limit((L, M)):
+    with matrix_thread_limit((L, M)):  # the data too: a QR with idle BLAS threads can be 100x slower when busy
+        y = recipe(kind, L, M, scale)
         t, (rank, sigma2) = median_time(lambda: straightforward(y), repeats, warmup=False)
     return t, rank, sigma2
 
@@ -134,8 +134,8 @@ def time_evbmf(backend: str, cases: Sequence[Tuple[str, int, int]], repeats: int
     for kind, L, M in cases:
         for scale in scales:
             t_sf, r_sf, s2_sf = _straightforward_timed(kind, L, M, scale, repeats)
-            yb = be.asarray(recipe(kind, L, M, scale), dtype)
             with matrix_thread_limit((L, M)) as threads:
+                yb = be.asarray(recipe(kind, L, M, scale), dtype)
                 t_us, res = median_time(lambda: evbmf(yb, backend=be), repeats, sync=be.synchronize)
             rows.append(dict(name=f"{kind} {L}x{M} scale {scale:g} {backend} {dtype}", case=f"{kind} {L}x{M}",
                              scale=scale, backend=backend, dtype=dtype, straightforward_s=t_sf, ours_s=t_us,

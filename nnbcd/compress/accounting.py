@@ -37,10 +37,28 @@ def compression_ratios(
         Bias entries of the network (0 without biases).
     conv_layers : sequence of int
         Layers that are conv kernels: excluded from CR_1 / CR_2, counted in ``cr_honest``.
+
+    Returns
+    -------
+    dict
+        ``{"cr_1": float, "cr_2": float, "cr_honest": float}`` (``cr_2`` is 1 with no compressed layer).
+
+    Raises
+    ------
+    ValueError
+        If ``shapes`` holds no fully connected layer (the ratios would divide by zero), or a key of
+        ``params`` / ``stored`` is not a layer ``0..L-1``.
     """
     stored = dict(params if stored is None else stored)
     sizes = [int(a) * int(b) for a, b in shapes]
+    for name, counts in (("params", params), ("stored", stored)):
+        outside = [k for k in counts if k not in range(len(sizes))]
+        if outside:
+            raise ValueError(f"{name} has keys {outside} that are not layers 0..{len(sizes) - 1}")
     fc = [i for i in range(len(sizes)) if i not in conv_layers]
+    if not fc:
+        raise ValueError(f"shapes must hold at least one fully connected layer, got {list(shapes)!r} "
+                         f"(conv_layers {list(conv_layers)!r})")
     dense_fc = sum(sizes[i] for i in fc)
     kept_fc = sum(params[i] if i in params else sizes[i] for i in fc)
     comp_dense = sum(sizes[i] for i in params)

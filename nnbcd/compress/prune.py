@@ -26,7 +26,7 @@ class Prune(Compression):
     scope : {"layer", "global"}
         One threshold per layer, or one threshold over all layers that share this spec object.
     mode : {"split", "projected"}
-        For ``block="projection"``. ``"split"`` (correct penalised split): a separate copy S coupled by
+        For the projection block (``block="projection"``, or the sweeps before ``exact_from``). ``"split"`` (correct penalised split): a separate copy S coupled by
         τ/2‖W − S‖². ``"projected"``: the reference's behaviour (its S aliases W): after each W-block W
         itself is replaced by H(W) and the W-step's prox pulls toward the previous, already pruned W.
     block : {"projection", "masked"}
@@ -49,8 +49,8 @@ class Prune(Compression):
     ------
     ValueError
         If ``sparsity`` is not in [0, 1) (or a schedule leaves (0, 1)), ``scope``/``mode``/``block`` is
-        unknown, ``block="masked"`` is combined with ``scope="global"``, ``mode="projected"`` or
-        ``sparsity=0`` (nothing pruned), or the reselection arguments are not positive ints; the message
+        unknown, ``block="masked"`` is combined with ``scope="global"``, ``sparsity=0`` (nothing pruned)
+        or, from the first sweep, ``mode="projected"``, or the reselection arguments are not positive ints; the message
         names the argument.
     """
 
@@ -76,9 +76,9 @@ class Prune(Compression):
             # the masked block re-chooses one layer's support at a time; a global budget would drift
             if scope != "layer":
                 raise ValueError("block='masked' needs scope='layer'")
-            if mode != "split":
-                raise ValueError("mode='projected' belongs to block='projection'; block='masked' keeps W "
-                                 "on its support by construction")
+            if mode != "split" and exact_from == 1:
+                raise ValueError("mode='projected' belongs to the projection block (a warm-up before "
+                                 "exact_from); block='masked' keeps W on its support by construction")
             if sparsity == 0.0:
                 raise ValueError("block='masked' needs sparsity > 0: with nothing pruned the layer is dense")
         elif reselect_every is not None:

@@ -5,6 +5,7 @@ import copy
 import math
 from typing import Any, Dict, List, Optional, Sequence
 
+from .._validation import check_int_sequence
 from ..backend import Backend, infer_backend
 from ..ops import tt as ops
 from ..ops.vbmf import evbmf_batch
@@ -68,9 +69,13 @@ class TT(Compression):
 
     Raises
     ------
+    TypeError
+        For a ``rank`` that is neither an int, a rank list, a Schedule nor ``"evbmf"`` (2.5, NaN, None).
     ValueError
         For an unknown ``layout``, ``svd`` or ``block`` (``block="masked"`` is Prune's), a bad ``rank``
-        (non-positive, a schedule with non-positive or non-finite values, an unknown string),
+        (non-positive, a list entry that is not a positive int, a schedule with non-positive or
+        non-finite values, an unknown string), a ``shape`` / ``row_shape`` / ``col_shape`` entry that is
+        not a positive int,
         ``rank_initial`` with ``block="cores"``, shape arguments of the other layout, or reselection
         arguments where nothing is re-chosen; the message names the argument.
     """
@@ -94,8 +99,8 @@ class TT(Compression):
         elif isinstance(rank, str):
             if rank != EVBMF:
                 raise ValueError(f"rank must be a positive int, a rank list, a Schedule or {EVBMF!r}, got {rank!r}")
-        elif isinstance(rank, bool) or (isinstance(rank, int) and rank < 1):
-            raise ValueError(f"rank must be a positive int or a rank list, got {rank!r}")
+        else:  # checked here, not at the first sweep: 2.5, NaN or [1, 2.5, 1] would fail deep in tt_ranks
+            rank = ops.check_rank(rank)
         if rank_initial is not None and (isinstance(rank_initial, bool) or not isinstance(rank_initial, int)
                                          or rank_initial < 1):
             raise ValueError(f"rank_initial must be a positive int, got {rank_initial!r}")
@@ -107,10 +112,11 @@ class TT(Compression):
             raise ValueError("reselect_every belongs to block='cores' or rank='evbmf' (the projection "
                              "re-chooses the TT every sweep)")
         self.rank = rank
-        self.shape = None if shape is None else tuple(int(n) for n in shape)
+        # int() would truncate 2.5 and keep -16 (whose product may still match the weight's size)
+        self.shape = None if shape is None else check_int_sequence(shape, "shape")
         self.layout = layout
-        self.row_shape = None if row_shape is None else tuple(int(n) for n in row_shape)
-        self.col_shape = None if col_shape is None else tuple(int(n) for n in col_shape)
+        self.row_shape = None if row_shape is None else check_int_sequence(row_shape, "row_shape")
+        self.col_shape = None if col_shape is None else check_int_sequence(col_shape, "col_shape")
         self.rank_initial = rank_initial
         self.svd = svd
         self.block = block
@@ -224,6 +230,7 @@ class TT(Compression):
         if isinstance(rank, Schedule):
             raise TypeError("a scheduled rank is resolved per sweep: call spec.at(sweep) first")
         be = infer_backend(W, backend=backend)
+        W = be.as_real_array(W, "W", ndim=2, allow_empty=False, finite=True)
         shape = tuple(W.shape)
         T = self._tensor(W, shape)
         if rank == EVBMF:

@@ -200,7 +200,8 @@ def run(config: Mapping[str, Any], out_dir: "str | Path", *, quiet: bool = False
         "constant_from": res.constant_from,
     }
     exact_only = all(spec.exact for spec in model.state_.compress.values())
-    if exact_only and res.constant_from is not None and not np.isnan(h["prox_step_sq"]).all():
+    # a run stopped before its first sweep completed (max_iter = 0, Ctrl-C) has no steps recorded
+    if exact_only and res.constant_from is not None and not np.isnan(h.get("prox_step_sq", [np.nan])).all():
         summary["sufficient_decrease"] = sufficient_decrease(res, model.alpha).ok
     try:
         summary["rate_slope"] = round(rate(res).slope, 3)

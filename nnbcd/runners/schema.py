@@ -16,7 +16,6 @@ number or a string, or a value of the wrong kind raises ``ValueError`` naming th
 from __future__ import annotations
 
 import copy
-import json
 import numbers
 import tempfile
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib  # type: ignore[no-redef]
 
 from ..data import load_dataset
+from ..result import write_json_atomic
 
 __all__ = ["DATA_FIELDS", "Field", "Preset", "TOP_KEYS", "boolean", "check_keys", "ensure_out_dir",
            "int_list", "load_data", "load_preset", "non_negative_int", "non_negative_number", "one_of",
@@ -382,5 +382,6 @@ def ensure_out_dir(out_dir: "str | Path") -> Path:
 
 
 def write_json(path: "str | Path", payload: Any) -> None:
-    """Write ``payload`` as indented JSON (objects JSON cannot hold are written as their ``str``)."""
-    Path(path).write_text(json.dumps(payload, indent=1, default=str))
+    """Write ``payload`` as indented JSON, atomically (:func:`nnbcd.result.write_json_atomic`: the previous file
+    survives a failed write); objects JSON cannot hold are written as their ``str``."""
+    write_json_atomic(path, payload, default=str)
