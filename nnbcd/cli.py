@@ -31,18 +31,6 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _writable_dir(out: Path) -> None:
-    """Create ``out`` and check that a file can be written there (before minutes of measuring)."""
-    import tempfile
-
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as exc:
-        raise OSError(f"--out {out}: cannot write there ({exc.strerror or exc})") from exc
-
-
 def _cmd_bench(args: argparse.Namespace) -> int:
     from . import bench
 
@@ -64,8 +52,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         check_options(backends, args.size, args.repeats, only)  # before minutes of measuring
     except OptionError as exc:
         raise ValueError(f"--{exc}") from exc
+    from .runners.schema import ensure_out_dir
+
     out = Path(args.out or Path("runs") / f"bench-{args.size}")
-    _writable_dir(out)
+    try:  # before minutes of measuring
+        ensure_out_dir(out)
+    except OSError as exc:
+        raise OSError(f"--out: {exc}") from None
     report = bench.run_bench(backends, args.size, out, repeats=args.repeats, only=only, progress=not args.quiet)
     print(console(report))
     print(f"report written to {out}/ ({', '.join(report['files'])})")
