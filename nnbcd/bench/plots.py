@@ -49,30 +49,33 @@ def plot_blocks(rows: List[Dict[str, Any]], path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_floor_ratio(rows: List[Dict[str, Any]], path: Path) -> Path:
-    """Each sweep row's time over its GEMM floor."""
+def _ratio_bars(rows: List[Dict[str, Any]], values: List[float], colors: List[str], ylabel: str, title: str,
+                path: Path) -> Path:
+    """One bar per sweep row, labelled by :func:`_label`, with the ratio 1 drawn as a line."""
     fig, ax = _figure(max(6.0, 0.55 * len(rows)), 4.0)
     x = range(len(rows))
-    ax.bar(x, [r["time_over_floor"] for r in rows], color=["C3" if r["backend"] == "naive" else "C0" for r in rows])
+    ax.bar(x, values, color=colors)
     ax.axhline(1.0, color="k", lw=0.8)
     ax.set_xticks(list(x), [_label(r) for r in rows], rotation=90, fontsize="x-small")
-    ax.set_ylabel("sweep time / GEMM floor")
-    ax.set_title("NN-BCD sweep against the GEMM floor (1 = every FLOP at the GEMM peak)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     return _save(fig, path)
+
+
+def plot_floor_ratio(rows: List[Dict[str, Any]], path: Path) -> Path:
+    """Each sweep row's time over its GEMM floor."""
+    return _ratio_bars(rows, [r["time_over_floor"] for r in rows],
+                       ["C3" if r["backend"] == "naive" else "C0" for r in rows], "sweep time / GEMM floor",
+                       "NN-BCD sweep against the GEMM floor (1 = every FLOP at the GEMM peak)", path)
 
 
 def plot_speedup(rows: List[Dict[str, Any]], path: Path) -> Path:
     """Speed-up of each backend over numpy, per network, variant and dtype."""
     rows = [r for r in rows if "speedup_vs_numpy" in r and r["backend"] != "numpy"]
-    fig, ax = _figure(max(6.0, 0.55 * len(rows)), 4.0)
-    x = range(len(rows))
     backends = list(dict.fromkeys(r["backend"] for r in rows))
-    ax.bar(x, [r["speedup_vs_numpy"] for r in rows], color=[f"C{backends.index(r['backend'])}" for r in rows])
-    ax.axhline(1.0, color="k", lw=0.8)
-    ax.set_xticks(list(x), [_label(r) for r in rows], rotation=90, fontsize="x-small")
-    ax.set_ylabel("numpy sweep time / this backend's")
-    ax.set_title("Speed-up over the numpy backend")
-    return _save(fig, path)
+    return _ratio_bars(rows, [r["speedup_vs_numpy"] for r in rows],
+                       [f"C{backends.index(r['backend'])}" for r in rows], "numpy sweep time / this backend's",
+                       "Speed-up over the numpy backend", path)
 
 
 def plot_scaling(rows: List[Dict[str, Any]], path: Path) -> Path:
