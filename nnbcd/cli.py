@@ -1,4 +1,4 @@
-"""Command line: ``nnbcd solve PRESET.toml``, ``nnbcd bench``, ``nnbcd info``.
+"""Command line: ``nnbcd solve PRESET.toml`` (``nnbcd solve --resume DIR``), ``nnbcd bench``, ``nnbcd info``.
 
 A preset is a TOML file whose top-level ``method`` picks the runner (``nnbcd`` by default, ``lowrank``,
 ``mcnc``; see :mod:`nnbcd.runners`); its tables are checked before anything is trained, and an unknown
@@ -14,20 +14,38 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
+from .result import Status
 from .runners import run_preset
+from .runners.nnbcd import load_resolved
 from .runners.schema import load_preset
 
-__all__ = ["main"]
+__all__ = ["EXIT_INTERRUPTED", "main"]
+
+
+#: The exit status of a run ended by Ctrl-C (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
 
 
 def _cmd_solve(args: argparse.Namespace) -> int:
-    cfg = load_preset(args.preset, args.set)
-    out = args.out or str(Path("runs") / Path(args.preset).stem)
+    if args.resume is not None:
+        if args.preset is not None or args.set or args.out is not None:
+            raise ValueError("--resume DIR takes no PRESET, --set or --out: the run continues with the preset "
+                             "stored in DIR, into DIR")
+        out = args.resume
+        cfg = load_resolved(out)
+    elif args.preset is None:
+        raise ValueError("solve needs a PRESET (a TOML file) or --resume DIR")
+    else:
+        cfg = load_preset(args.preset, args.set)
+        out = args.out or str(Path("runs") / Path(args.preset).stem)
     t0 = time.perf_counter()
-    summary = run_preset(cfg, out, quiet=args.quiet)
+    summary = run_preset(cfg, out, quiet=args.quiet, resume=args.resume is not None)
     summary["wall_seconds"] = round(time.perf_counter() - t0, 3)
     print(json.dumps(summary, indent=1, default=str))
     print(f"results written to {out}/")
+    if summary.get("status") == Status.INTERRUPTED:
+        print("nnbcd: interrupted: the results hold the last complete iterate", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0
 
 
@@ -88,8 +106,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """The ``nnbcd`` command: ``solve PRESET [--out DIR] [--set KEY=VALUE ...] [--quiet]``, ``bench [...]``
-    (docs/bench.md) or ``info``.
+    """The ``nnbcd`` command: ``solve PRESET [--out DIR] [--set KEY=VALUE ...] [--quiet]``, ``solve --resume DIR``,
+    ``bench [...]`` (docs/bench.md) or ``info``.
 
     Parameters
     ----------
@@ -102,13 +120,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         The exit status: 0 on success; 1 when a benchmark measurement failed (the report lists it); 2 on
         an error of the user's input or environment (a bad preset,
         table or key, a missing file, an unwritable ``--out``, a missing optional dependency), which is
-        printed as one ``nnbcd: error: ...`` line on stderr.
+        printed as one ``nnbcd: error: ...`` line on stderr; 130 (:data:`EXIT_INTERRUPTED`) after Ctrl-C
+        (``solve`` then has written the results of the last complete iterate, status 4).
     """
     parser = argparse.ArgumentParser(prog="nnbcd", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("solve", help="run a preset (TOML) and write results + plots")
-    p.add_argument("preset", help="path to a TOML preset, e.g. solvers/digits.toml")
+    p.add_argument("preset", nargs="?", help="path to a TOML preset, e.g. solvers/digits.toml")
     p.add_argument("--out", help="output directory (default runs/<preset name>)")
+    p.add_argument("--resume", metavar="DIR",
+                   help="continue the run whose --out was DIR from its last checkpoint ([fit] checkpoint_every)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a preset key, e.g. --set fit.max_iter=10 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress output (overrides [fit] verbose)")
@@ -141,6 +162,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (ValueError, TypeError, OSError, ImportError) as exc:  # the user's input or environment
         print(f"nnbcd: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # outside a run's sweeps (loading data, plotting): nothing to keep
+        print("nnbcd: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,7 +7,7 @@ import os
 import uuid
 from collections.abc import Mapping
 from enum import IntEnum
-from typing import Any, Callable, Dict, Iterator, List
+from typing import Any, IO, Callable, Dict, Iterator, List, Sequence
 
 import numpy as np
 
@@ -26,6 +26,8 @@ class Status(IntEnum):
     3     ``NOT_POSITIVE_DEFINITE``  A linear system lost positive definiteness; the last finite iterate is
                                      returned.
     4     ``INTERRUPTED``            Interrupted (KeyboardInterrupt); the last complete iterate is returned.
+    5     ``WORKER_LOST``            A worker holding a shard of the samples was lost (``nnbcd.dask``); the
+                                     last complete iterate is returned.
     99    ``CALLBACK``               Stopped by the callback (StopIteration).
     ====  =========================  ==========================================================================
     """
@@ -43,6 +45,7 @@ class Status(IntEnum):
     NON_FINITE = 2, "The iterate became non-finite; the last finite iterate is returned."
     NOT_POSITIVE_DEFINITE = 3, "A linear system lost positive definiteness; the last finite iterate is returned."
     INTERRUPTED = 4, "Interrupted (KeyboardInterrupt); the last complete iterate is returned."
+    WORKER_LOST = 5, "A worker holding a shard of the samples was lost; the last complete iterate is returned."
     CALLBACK = 99, "Stopped by the callback (StopIteration)."
 
 
@@ -80,6 +83,24 @@ class History(Mapping):
         for key, col in self._cols.items():
             col.append(float(record.get(key, math.nan)))
         self._n += 1
+
+    @classmethod
+    def from_columns(cls, columns: Mapping[str, Sequence[float]]) -> "History":
+        """A history holding ``columns`` (as :meth:`to_dict` or ``dict(history)`` give them, NaN or ``None`` for
+        not recorded), in their order.
+
+        Raises
+        ------
+        ValueError
+            If the columns have different lengths.
+        """
+        history = cls()
+        lengths = {len(col) for col in columns.values()}
+        if len(lengths) > 1:
+            raise ValueError(f"history columns must have one length, got lengths {sorted(lengths)}")
+        history._cols = {str(k): [math.nan if v is None else float(v) for v in col] for k, col in columns.items()}
+        history._n = lengths.pop() if lengths else 0
+        return history
 
     def __getitem__(self, key: str) -> np.ndarray:
         return np.asarray(self._cols[key], dtype=float)
@@ -190,10 +211,6 @@ class SolveResult(dict):
 def write_json_atomic(path: "str | os.PathLike[str]", payload: Any, *, default: Callable[[Any], Any] = str) -> None:
     """Write ``payload`` as indented JSON to ``path`` all at once: the file is the old one or the new one.
 
-    The JSON goes to a temporary file in the same directory, which then replaces ``path`` by
-    ``os.replace`` (atomic on POSIX and Windows within one file system), so a full disk, an object JSON
-    cannot hold or a Ctrl-C mid-write never leaves a truncated file or destroys the previous one.
-
     Parameters
     ----------
     path : str or path-like
@@ -210,12 +227,39 @@ def write_json_atomic(path: "str | os.PathLike[str]", payload: Any, *, default: 
     TypeError, ValueError
         From serialisation; ``path`` is unchanged.
     """
+    write_atomic(path, lambda fh: json.dump(payload, fh, indent=1, default=default), binary=False)
+
+
+def write_atomic(path: "str | os.PathLike[str]", write: Callable[[IO[Any]], Any], *, binary: bool = True) -> None:
+    """Write a file all at once: after any failure ``path`` is the old file (or absent), never a part.
+
+    The bytes go to a temporary file in the same directory, are flushed to disk (``fsync``), and the
+    file then replaces ``path`` by ``os.replace`` (atomic on POSIX and Windows within one file system),
+    so a full disk, a serialisation error or a Ctrl-C mid-write never leaves a truncated file or
+    destroys the previous one.
+
+    Parameters
+    ----------
+    path : str or path-like
+        File to write (replaced when it exists).
+    write : callable ``(file) -> Any``
+        Writes the content to the open temporary file.
+    binary : bool
+        Open the file in binary mode (else text, UTF-8).
+
+    Raises
+    ------
+    OSError
+        The directory cannot be written to; ``path`` is unchanged.
+    Exception
+        Whatever ``write`` raises; ``path`` is unchanged and the temporary file removed.
+    """
     path = os.fspath(path)
     # a unique name in the same directory: os.replace is atomic only within one file system
     tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
     try:
-        with open(tmp, "x") as fh:
-            json.dump(payload, fh, indent=1, default=default)
+        with (open(tmp, "xb") if binary else open(tmp, "x", encoding="utf-8")) as fh:
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())  # the new file's bytes are on disk before it takes the old one's name
         os.replace(tmp, path)

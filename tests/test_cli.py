@@ -148,11 +148,12 @@ def test_module_entry_point_info():
 
 
 # (n_features, n_classes) of each data set, and the networks the paper's presets describe (spec §7)
-DATA_WIDTHS = {"digits": (64, 10), "har": (561, 6), "flare": (40, 2), "mnist": (784, 10)}
+DATA_WIDTHS = {"digits": (64, 10), "har": (561, 6), "flare": (40, 2), "mnist": (784, 10), "mnist5k": (784, 10)}
 NETWORKS = {"digits.toml": (64, 256, 256, 10), "digits_tt.toml": (64, 256, 256, 10),
             "digits_tt_cr10.toml": (64, 256, 256, 10), "digits_prune90.toml": (64, 256, 256, 10),
             "flare_prune.toml": (40, 300, 100, 2), "har_tt.toml": (561, 1024, 1024, 1024, 512, 6),
-            "har5_tt.toml": (561, 1024, 1024, 1024, 512, 512, 6), "mnist_cnn.toml": (784, 5408, 1024, 1024, 10)}
+            "har5_tt.toml": (561, 1024, 1024, 1024, 512, 512, 6), "mnist_cnn.toml": (784, 5408, 1024, 1024, 10),
+            "mnist5k_cnn.toml": (784, 5408, 1024, 1024, 10), "mnist5k_cnn_tt.toml": (784, 5408, 1024, 1024, 10)}
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -211,7 +212,7 @@ def test_interrupted_solve_writes_a_valid_result(tmp_path, monkeypatch, capsys, 
         return sweep(*args, **kwargs)
 
     monkeypatch.setattr(loop, "sweep", interrupted)
-    assert _solve("digits.toml", tmp_path, "fit.max_iter=5") == 0
+    assert _solve("digits.toml", tmp_path, "fit.max_iter=5") == 130  # a shell's status for Ctrl-C
     res = json.loads((tmp_path / "result.json").read_text())
     assert res["status"] == 4 and res["nit"] == at - 1 and not res["success"]
     assert res["message"] == "Interrupted (KeyboardInterrupt); the last complete iterate is returned."
@@ -242,3 +243,80 @@ def test_a_failed_write_keeps_the_previous_file(tmp_path, monkeypatch, writer):
         write(path)
     assert path.read_text() == before and json.loads(before)["nit"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["result.json"]  # no temporary file left behind
+
+
+def _interrupt_sweep(monkeypatch, at):
+    """Ctrl-C during the ``at``-th sweep of the next run."""
+    from nnbcd.bcd import loop
+
+    sweep, calls = loop.sweep, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == at:
+            raise KeyboardInterrupt
+        return sweep(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "sweep", interrupted)
+
+
+def _without_times(result):
+    result = dict(result, history={k: v for k, v in result["history"].items() if not k.startswith("time")})
+    result.pop("time")
+    return result
+
+
+@pytest.mark.parametrize("preset", ["digits.toml", "digits_tt.toml"])
+def test_resumed_solve_writes_the_uninterrupted_result(tmp_path, monkeypatch, capsys, preset):
+    settings = ("fit.max_iter=6", "fit.checkpoint_every=2", "model.hidden_layer_sizes=[32]")
+    assert _solve(preset, tmp_path / "whole", *settings) == 0
+    whole = json.loads((tmp_path / "whole" / "result.json").read_text())
+    with monkeypatch.context() as patch:
+        _interrupt_sweep(patch, 6)  # after 5 complete sweeps; the last checkpoint holds 4
+        assert _solve(preset, tmp_path / "cut", *settings) == 130
+    cut = json.loads((tmp_path / "cut" / "result.json").read_text())
+    assert cut["status"] == 4 and cut["nit"] == 5  # a valid result for the last complete iterate
+    assert main(["solve", "--resume", str(tmp_path / "cut"), "--quiet"]) == 0
+    resumed = json.loads((tmp_path / "cut" / "result.json").read_text())
+    assert resumed["nit"] == 6 and _without_times(resumed) == _without_times(whole)
+    assert capsys.readouterr().err.count("interrupted") == 1
+
+
+def test_a_rerun_into_a_used_out_leaves_nothing_stale(tmp_path, monkeypatch):
+    assert _solve("digits.toml", tmp_path, "fit.max_iter=2", "fit.checkpoint_every=1") == 0
+    assert {p.name for p in tmp_path.iterdir()} == {"preset.json", "checkpoint.npz", "result.json", "convergence.png"}
+    from nnbcd.runners import nnbcd as runner
+
+    def ctrl_c(data):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "load_data", ctrl_c)  # Ctrl-C while the new run loads its data
+    assert _solve("digits.toml", tmp_path, "fit.max_iter=3") == 130
+    assert {p.name for p in tmp_path.iterdir()} == {"preset.json"}  # the new run's, nothing of the old one
+    assert json.loads((tmp_path / "preset.json").read_text())["fit"]["max_iter"] == 3
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--resume", "{tmp}"], "preset.json"),
+    (["solvers/digits.toml", "--resume", "{tmp}"], "--resume"),
+    (["--resume", "{tmp}", "--set", "fit.max_iter=3"], "--resume"),
+    ([], "PRESET"),
+])
+def test_resume_arguments_are_checked(tmp_path, capsys, argv, match, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert main(["solve", *[a.format(tmp=tmp_path) for a in argv], "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nnbcd: error:") and match in err, err
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path, capsys):
+    assert _solve("digits.toml", tmp_path, "fit.max_iter=1") == 0  # no checkpoint_every: no checkpoint
+    assert main(["solve", "--resume", str(tmp_path), "--quiet"]) == 2
+    assert "resume: no checkpoint" in capsys.readouterr().err
+
+
+def test_fit_checkpoint_every_is_checked_before_loading(tmp_path, capsys):
+    assert _solve("digits.toml", tmp_path, "fit.checkpoint_every=0") == 2
+    assert "[fit] checkpoint_every" in capsys.readouterr().err
+    assert _solve("digits.toml", tmp_path, "model.checkpoint_dir='x'") == 2
+    assert "'checkpoint_dir'] in [model]" in capsys.readouterr().err

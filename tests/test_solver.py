@@ -169,6 +169,7 @@ def test_status_codes_are_one_table():
         2: "The iterate became non-finite; the last finite iterate is returned.",
         3: "A linear system lost positive definiteness; the last finite iterate is returned.",
         4: "Interrupted (KeyboardInterrupt); the last complete iterate is returned.",
+        5: "A worker holding a shard of the samples was lost; the last complete iterate is returned.",
         99: "Stopped by the callback (StopIteration).",
     }
     r = SolveResult.finished(Status.NON_FINITE, nit=1)
@@ -475,3 +476,105 @@ def test_convergence_checks(digits):
     k = np.arange(1, 41)
     fit = rate({"step_sq": 3.0 / k})
     assert fit.bounded and fit.slope == pytest.approx(-1.0) and np.allclose(fit.c_k, 3.0)
+
+
+# ---- warm_start (scikit-learn's MLPClassifier semantics) ------------------------------------------------
+def test_warm_start_continues_from_the_previous_iterate(digits):
+    X, y = digits
+    m = _model(warm_start=True, max_iter=3, compress={1: nnbcd.TT(4)}, tau=1.0, bias=True).fit(X, y)
+    W, b, Wt = [w.copy() for w in m.state_.W], [v.copy() for v in m.state_.b], m.state_.Wt[1]
+    m.set_params(max_iter=0)  # the warm start's initial state itself
+    m.fit(X, y)
+    assert all(np.array_equal(p, q) for p, q in zip(W, m.state_.W))
+    assert all(np.array_equal(p, q) for p, q in zip(b, m.state_.b))
+    assert np.array_equal(Wt.dense, m.state_.Wt[1].dense)  # the TT copy kept, cores too
+    assert all(np.array_equal(p, q) for p, q in zip(Wt.factors, m.state_.Wt[1].factors))
+    # U, V re-initialised by the forward pass of those weights (numpy oracle), every coupling term 0
+    v = X.T
+    for i, (w, bias) in enumerate(zip(W, b)):
+        u = w @ v + bias[:, None]
+        np.testing.assert_allclose(m.state_.U[i], u, rtol=1e-12, atol=1e-12)
+        v = np.maximum(u, 0) if i < len(W) - 1 else u
+        np.testing.assert_allclose(m.state_.V[i], v, rtol=1e-12, atol=1e-12)
+    m.set_params(max_iter=2)  # a new run from there: n_iter_ and the history count this fit's sweeps
+    m.fit(X, y)
+    assert m.n_iter_ == 2 and m.result_.history.n_iter == 2
+
+
+def test_warm_start_false_or_unfitted_starts_afresh(digits):
+    X, y = digits
+    fresh = _model(max_iter=2).fit(X, y)
+    m = _model(max_iter=2, warm_start=True).fit(X, y)  # not fitted before: the init scheme
+    assert all(np.array_equal(p, q) for p, q in zip(fresh.coefs_, m.coefs_))
+    m.set_params(warm_start=False).fit(X, y)
+    assert all(np.array_equal(p, q) for p, q in zip(fresh.coefs_, m.coefs_))
+    m.set_params(warm_start=True).fit(X, y)  # from the 2-sweep iterate: no longer the fresh run's weights
+    assert not all(np.array_equal(p, q) for p, q in zip(fresh.coefs_, m.coefs_))
+
+
+def test_warm_start_with_a_changed_compression_reinitialises_that_copy(digits):
+    X, y = digits
+    m = _model(warm_start=True, max_iter=2, compress={1: nnbcd.TT(4)}, tau=1.0).fit(X, y)
+    W1 = m.state_.W[1].copy()
+    m.set_params(compress={1: nnbcd.TT(2)}, max_iter=0).fit(X, y)
+    assert m.state_.Wt[1].info["ranks"] == [1] + [2] * (len(m.state_.Wt[1].info["ranks"]) - 2) + [1]
+    np.testing.assert_array_equal(m.state_.W[1], W1)
+
+
+@pytest.mark.parametrize("change,match", [
+    (dict(hidden_layer_sizes=(32, 8)), "layer shapes changed"),
+    (dict(bias=True), "bias"),
+])
+def test_warm_start_refuses_other_widths(digits, change, match):
+    X, y = digits
+    m = _model(warm_start=True, max_iter=1).fit(X, y)
+    with pytest.raises(ValueError, match=f"warm_start.*{match}"):
+        m.set_params(**change).fit(X, y)
+
+
+def test_warm_start_refuses_other_classes(digits):
+    X, y = digits
+    m = _model(warm_start=True, max_iter=1).fit(X, y)
+    with pytest.raises(ValueError, match="warm_start.*classes"):
+        m.fit(X, (y + 1) % 10 + 10)
+
+
+# ---- n_jobs: the BLAS thread policy in force during fit ----------------------------------------------------
+@pytest.mark.parametrize("n_jobs", [None, 1, 2, -1])
+def test_n_jobs_limits_blas_threads_inside_fit(digits, n_jobs):
+    from threadpoolctl import threadpool_info
+
+    from nnbcd.backend.threads import blas_threads, usable_cores
+
+    def blas():
+        return {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
+
+    X, y = digits
+    before, seen = blas(), []
+    _model(max_iter=2, n_jobs=n_jobs).fit(X, y, callback=lambda r: seen.append(blas()))
+    # the digits MLP's largest product: 32 x 64 weight times 64 x 400 inputs
+    want = {None: blas_threads(2 * 32 * 64 * 400), 1: 1, 2: 2, -1: usable_cores()}[n_jobs]
+    assert seen == [{want}, {want}]
+    assert blas() == before  # scoped to the fit
+
+
+# ---- float32 limits (issue 12) ---------------------------------------------------------------------------
+def test_float32_tiny_alpha_cholesky_breakdown_is_status_3(digits):
+    X, y = digits
+    # α = 1e-12 is below float32's resolution of the 256-wide Gram matrices: the factorisation breaks down
+    m = NNBCD((256, 256), alpha=1e-12, dtype="float32", max_iter=5, random_state=0).fit(X[:300], y[:300])
+    r = m.result_
+    assert r.status == Status.NOT_POSITIVE_DEFINITE and "positive definiteness" in r.message and not r.success
+    assert "non-finite" not in r.message
+    ref = NNBCD((256, 256), alpha=1e-12, dtype="float32", max_iter=r.nit - 1, random_state=0).fit(X[:300], y[:300])
+    for a, b in zip(r.x["W"], ref.result_.x["W"]):  # the last complete iterate, finite
+        assert np.isfinite(a).all()
+        np.testing.assert_array_equal(a, b)
+
+
+def test_initial_weights_that_overflow_the_dtype_are_refused(digits):
+    X, y = digits
+    with pytest.raises(ValueError, match="init_scale.*overflow float32"):
+        NNBCD((8,), init_scale=1e40, dtype="float32", max_iter=2).fit(X, y)
+    m = NNBCD((8,), init_scale=1e40, dtype="float64", max_iter=2, random_state=0).fit(X, y)  # fine in float64
+    assert all(np.isfinite(w).all() for w in m.result_.x["W"])

@@ -23,10 +23,12 @@ push-through identity is solved is chosen by FLOP count (spec §4).
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Any, Callable, Collection, Dict, Optional, Tuple
+from typing import Any, Callable, Collection, ContextManager, Dict, List, Optional, Tuple
 
 from ..backend import Backend
+from ..backend.threads import blas_threads
 from ..compress.masked import BiasTerm
 from .state import BCDState, Hyper
 
@@ -89,6 +91,45 @@ class Workspace:
         if self._input_statistics is None:
             self._input_statistics = (be.gram(v), v.sum(axis=1))
         return self._input_statistics
+
+    def weight_statistics(self, st: BCDState, i: int, be: Backend) -> "WeightStatistics":
+        """The statistics layer ``i``'s W-block solves from: :func:`weight_statistics` of ``st``.
+
+        The seam of a sample-sharded run, whose workspace returns the sum of its shards' statistics
+        instead (``nnbcd.dask``); every Gram-form W-block reads its data through this method.
+        """
+        return weight_statistics(st, i, be, self)
+
+
+_CONTROLLER: List[Any] = []  # one threadpoolctl controller, made on first use (scanning the libraries takes ~1 ms)
+
+
+def factor_threads(n: int) -> ContextManager[Any]:
+    r"""Scope a Cholesky of size ``n`` (and the Gram it is made from) to one BLAS thread when the thread
+    policy gives its :math:`n^3/3` FLOPs one (:func:`nnbcd.backend.threads.blas_threads`); else no change.
+
+    LAPACK's ``potrf`` ends every panel step in a barrier, so a factorisation split over threads stalls
+    whenever one of them is descheduled: on 2 cores with one busy, a float32 ``potrf`` of size 1024 took
+    0.63 s with two OpenBLAS threads and 0.005 s with one (0.003 s with two on idle cores). A sweep of
+    the MNIST CNN factors four such systems. Only lowers the thread count: the enclosing limit (``n_jobs``,
+    the fit's policy) applies otherwise.
+
+    Parameters
+    ----------
+    n : int
+        Size of the SPD system.
+
+    Returns
+    -------
+    context manager
+    """
+    if blas_threads(n ** 3 / 3.0) > 1:
+        return contextlib.nullcontext()
+    if not _CONTROLLER:
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0].limit(limits=1, user_api="blas")
 
 
 _UPDATE_PARAMETERS = """
@@ -177,7 +218,8 @@ def update_hidden_v(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Workspace,
         # than GEMM in BLAS); push-through 4 d d' N, all GEMM
         form = "woodbury" if 2 * d_next < 3 * d else "direct"
     if form == "direct":
-        factor = be.cho_factor_gram(w.T, 1.0, c)
+        with factor_threads(d):
+            factor = be.cho_factor_gram(w.T, 1.0, c)
         rhs = be.matmul(w.T, st.U[i + 1], out=ws.prod[i])
         if b is not None:
             rhs -= (w.T @ b)[:, None]
@@ -185,10 +227,9 @@ def update_hidden_v(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Workspace,
         new = be.cho_solve(factor, rhs, overwrite_b=True)
         st.V[i], ws.prod[i], old = new, st.V[i], st.V[i]
     else:
-        if d_next <= d:
-            m = be.cho_solve(be.cho_factor_gram(w, 1.0, c), w).T
-        else:
-            m = be.cho_solve(be.cho_factor_gram(w.T, 1.0, c), w.T)
+        with factor_threads(min(d, d_next)):
+            factor = be.cho_factor_gram(w, 1.0, c) if d_next <= d else be.cho_factor_gram(w.T, 1.0, c)
+        m = be.cho_solve(factor, w).T if d_next <= d else be.cho_solve(factor, w.T)
         r = be.relu(st.U[i], out=ws.spare[i])
         resid = be.matmul(w, r, out=ws.prod[i + 1])
         xp.subtract(st.U[i + 1], resid, out=resid)
@@ -312,7 +353,8 @@ def dense_weight_solve(stats: WeightStatistics, target: Any, b_old: Optional[Any
         be.add_diag(a[:d_in, :d_in], c)
         return be.cho_factor(a, overwrite_a=True)
 
-    factor = make_system() if cache is None else cache((c, rho, alpha_b if has_b else 0.0), make_system)
+    with factor_threads(d_in + has_b):
+        factor = make_system() if cache is None else cache((c, rho, alpha_b if has_b else 0.0), make_system)
     rhs = rho * stats.R
     rhs += target
     if has_b:
@@ -350,7 +392,7 @@ def update_weight(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Workspace, t
     if form == "auto":
         form = "woodbury" if st.weight_input(i).shape[1] < d_in else "direct"
     if form == "direct":
-        w_new, b_new = dense_weight_solve(weight_statistics(st, i, be, ws), target, b_old, c, rho, hp.alpha_b,
+        w_new, b_new = dense_weight_solve(ws.weight_statistics(st, i, be), target, b_old, c, rho, hp.alpha_b,
                                           be, ws.first_layer_factor if i == 0 else None)
     else:
         u, v = st.weight_data(i)
@@ -392,7 +434,7 @@ def update_weight_exact(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Worksp
     spec = st.compress[i]
     sweep = st.sweep
     resolved = spec.at(sweep, st.Wt[i])
-    stats = weight_statistics(st, i, be, ws)
+    stats = ws.weight_statistics(st, i, be)
     current, b_centre = st.Wt[i], st.b[i]
     rho = hp.rho_w
     reselect = spec.reselects(sweep)
@@ -433,7 +475,9 @@ def _weight_woodbury(xp: Any, be: Backend, u: Any, v: Any, target: Any, b_old: O
         v = vt
     be.add_diag(a, 1.0)
     resid = u - be.matmul(xbar, v)
-    z = be.cho_solve_right(be.cho_factor(a, overwrite_a=True), resid, overwrite_b=True)
+    with factor_threads(n):
+        factor = be.cho_factor(a, overwrite_a=True)
+    z = be.cho_solve_right(factor, resid, overwrite_b=True)
     return xbar + rho * be.matmul(z, vd.T)
 
 
@@ -473,6 +517,10 @@ class Block:
     where : {"output", "hidden", "not_exact", "exact", "projection"}
         The layers it acts on: the last layer, layers ``0..L-2``, every layer but those with an exact
         block, those with an exact block, the compressed layers with the projection block.
+    per_sample : bool
+        Whether the block acts on each sample's columns (U, V) alone, given the weights: such blocks of a
+        layer come before its weight blocks in the table, and a sample-sharded run updates them on each
+        shard; the others (W, W_exact, comp) read the data only through :meth:`Workspace.weight_statistics`.
     """
 
     kind: str
@@ -480,6 +528,7 @@ class Block:
     prox: bool
     reports: str
     where: str
+    per_sample: bool
 
     def acts_on(self, i: int, n_layers: int, kind: str) -> bool:
         """Whether this block is part of layer ``i``'s step.
@@ -521,13 +570,13 @@ _WHERE: Dict[str, Callable[[int, int, str], bool]] = {
 #: with an exact block on its compressed form has ``W_exact`` (with the α-prox) instead of ``W`` and
 #: ``comp``.
 BLOCK_TABLE: Tuple[Block, ...] = (
-    Block("V_out", update_output_v, prox=True, reports="V", where="output"),
-    Block("U_out", update_output_u, prox=False, reports="U", where="output"),
-    Block("V", update_hidden_v, prox=False, reports="V", where="hidden"),
-    Block("U", update_hidden_u, prox=True, reports="U", where="hidden"),
-    Block("W", update_weight, prox=True, reports="W", where="not_exact"),
-    Block("W_exact", update_weight_exact, prox=True, reports="W", where="exact"),
-    Block("comp", update_compression, prox=False, reports="comp", where="projection"),
+    Block("V_out", update_output_v, prox=True, reports="V", where="output", per_sample=True),
+    Block("U_out", update_output_u, prox=False, reports="U", where="output", per_sample=True),
+    Block("V", update_hidden_v, prox=False, reports="V", where="hidden", per_sample=True),
+    Block("U", update_hidden_u, prox=True, reports="U", where="hidden", per_sample=True),
+    Block("W", update_weight, prox=True, reports="W", where="not_exact", per_sample=False),
+    Block("W_exact", update_weight_exact, prox=True, reports="W", where="exact", per_sample=False),
+    Block("comp", update_compression, prox=False, reports="comp", where="projection", per_sample=False),
 )
 
 #: The kinds the history reports time and steps under (``time_V``, ``step_V``, ...), in table order.

@@ -6,7 +6,10 @@ Layers are numbered ``0..L-1`` everywhere in the API (``compress``, ``tau``, ``c
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import warnings
+from pathlib import Path
 from collections.abc import Mapping
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -26,9 +29,11 @@ from sklearn.utils.validation import (
 
 from .. import _validation as val
 from ..backend import Backend, check_dtype, get_backend
+from ..backend.threads import blas_thread_limit
 from ..compress.base import Compression
 from ..result import SolveResult, Status
 from ..schedules import Schedule, as_schedule
+from . import checkpoint as ckpt
 from .blocks import Workspace
 from .conv import InputConv2d
 from .init import init_weight
@@ -40,6 +45,11 @@ logger = logging.getLogger(__name__)
 
 #: dtypes sklearn's validation keeps as they are (anything else becomes float64 before the model's cast)
 _INPUT_DTYPES = (np.float64, np.float32)
+
+#: Parameters that may differ between a checkpointed run and its resumption: they change how long the run
+#: goes, what it reports or where it saves, never an iterate (BLAS results may depend on ``n_jobs``'s thread
+#: count: bit-for-bit equality holds for equal thread counts).
+RESUME_FREE = ("max_iter", "verbose", "checkpoint_every", "checkpoint_dir", "n_jobs", "warm_start")
 
 
 class NNBCD(ClassifierMixin, BaseEstimator):
@@ -110,6 +120,26 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         Seed of the weight initialisation (as ``numpy.random.default_rng`` takes it).
     v_solve, w_solve : {"auto", "direct", "woodbury"}
         Force one form of the V/W solves (``"auto"`` chooses by FLOP count).
+    warm_start : bool
+        As scikit-learn's ``MLPClassifier``: when True and the estimator is fitted, the next ``fit`` starts
+        from the previous fit's iterate (``state_``: weights, biases and compressed copies — TT cores,
+        pruning masks — of the layers whose compression spec is unchanged) instead of the init scheme;
+        ``U``/``V`` are re-initialised by the forward pass of those weights (every coupling term 0, as at
+        the first start), the sweep counter, schedules and history start again at sweep 1, and ``max_iter``
+        more sweeps run (``n_iter_`` counts this fit's). The classes, the layer widths and ``bias`` must be
+        those of the previous fit (``ValueError`` otherwise). To continue a run exactly as if it had not
+        stopped, use ``checkpoint_every`` and ``fit(..., resume=...)``.
+    n_jobs : int, optional
+        BLAS threads during ``fit`` (scikit-learn's meaning): ``None`` lets
+        :func:`~nnbcd.backend.threads.blas_threads` choose by the largest product,
+        :math:`2N\max_i d_{i+1}d_i` FLOPs (one thread per 1e9, at most the usable cores), ``-1`` uses every
+        usable core, ``k ≥ 1`` uses ``k``. Scoped to the fit (threadpoolctl); numba's and cuBLAS's pools are
+        not affected.
+    checkpoint_every : int ≥ 1, optional
+        Write a checkpoint (:mod:`nnbcd.bcd.checkpoint`) to ``checkpoint_dir`` after every this many
+        complete sweeps (sweeps ``k, 2k, ...``; one file, replaced atomically). ``None``: no checkpoints.
+    checkpoint_dir : str or path-like, optional
+        Directory of the checkpoint (created if missing); required with ``checkpoint_every``.
 
     Attributes
     ----------
@@ -167,6 +197,10 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         random_state: Any = None,
         v_solve: str = "auto",
         w_solve: str = "auto",
+        warm_start: bool = False,
+        n_jobs: Optional[int] = None,
+        checkpoint_every: Optional[int] = None,
+        checkpoint_dir: "str | os.PathLike[str] | None" = None,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.conv = conv
@@ -190,6 +224,10 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.v_solve = v_solve
         self.w_solve = w_solve
+        self.warm_start = warm_start
+        self.n_jobs = n_jobs
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_dir = checkpoint_dir
 
     # ---- validation ------------------------------------------------------------------------------
     def _checked_params(self) -> Dict[str, Any]:
@@ -218,7 +256,31 @@ class NNBCD(ClassifierMixin, BaseEstimator):
             "be": get_backend(self.backend),
             "v_solve": val.check_choice(self.v_solve, ("auto", "direct", "woodbury"), "v_solve"),
             "w_solve": val.check_choice(self.w_solve, ("auto", "direct", "woodbury"), "w_solve"),
+            "warm_start": val.check_bool(self.warm_start, "warm_start"),
+            "n_jobs": _checked_n_jobs(self.n_jobs),
+            "checkpoint_every": val.check_int(self.checkpoint_every, "checkpoint_every", optional=True),
+            "checkpoint_dir": self._checked_checkpoint_dir(),
         }
+
+    def _checked_checkpoint_dir(self) -> Optional[Path]:
+        """``checkpoint_dir`` as a Path (created), which must be given exactly when ``checkpoint_every`` is."""
+        directory = self.checkpoint_dir
+        if directory is not None and not isinstance(directory, (str, os.PathLike)):
+            raise TypeError(f"checkpoint_dir must be a path (str or os.PathLike) or None, got "
+                            f"{type(directory).__name__} {directory!r}")
+        if (directory is None) != (self.checkpoint_every is None):
+            raise ValueError("checkpoint_every and checkpoint_dir go together: give both (write a checkpoint every "
+                             "checkpoint_every sweeps into checkpoint_dir) or neither")
+        if directory is None:
+            return None
+        path = Path(directory)
+        try:  # now, not after the first checkpoint_every sweeps
+            path.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=path):
+                pass
+        except OSError as exc:
+            raise OSError(f"checkpoint_dir {str(path)!r} cannot be written to: {exc.strerror or exc}") from None
+        return path
 
     def _checked_compression(self, widths: Tuple[int, ...]) -> Tuple[Dict[int, Compression], Dict[int, Scheduled]]:
         """``compress`` as a dict keyed by the compressed layers ``0..L-1``, ``tau`` by the layers with the
@@ -269,7 +331,8 @@ class NNBCD(ClassifierMixin, BaseEstimator):
 
     # ---- fit ---------------------------------------------------------------------------------------
     def fit(self, X: Any, y: Any, *, X_val: Any = None, y_val: Any = None,
-            callback: Optional[Callable[[SolveResult], Any]] = None) -> "NNBCD":
+            callback: Optional[Callable[[SolveResult], Any]] = None,
+            resume: "str | os.PathLike[str] | None" = None) -> "NNBCD":
         """Run NN-BCD for at most ``max_iter`` sweeps.
 
         Parameters
@@ -287,6 +350,12 @@ class NNBCD(ClassifierMixin, BaseEstimator):
             that has no ``status``/``success``/``message`` yet; raising ``StopIteration`` stops the run
             with status 99. A ``KeyboardInterrupt`` (Ctrl-C) during the sweeps ends the run with status 4
             and the last complete iterate, logs a warning and returns (as scikit-learn's MLP does).
+        resume : str or path-like, optional
+            A checkpoint written with ``checkpoint_every`` (its directory or file): the run continues
+            from the checkpoint's sweep to ``max_iter`` and ends exactly as the uninterrupted run would
+            (same iterates bit for bit, same history but the wall times). The estimator's parameters
+            (but :data:`RESUME_FREE`), the data (``X``, ``y``, ``X_val``, ``y_val``) and the dtype must be
+            those of the checkpointed run.
 
         Returns
         -------
@@ -295,19 +364,28 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         Raises
         ------
         ValueError, TypeError
-            Naming the parameter or input that is invalid.
+            Naming the parameter or input that is invalid; for ``resume``, a checkpoint that is truncated
+            or corrupt, of another format version, or written with other parameters (named) or data.
+        FileNotFoundError
+            No checkpoint at ``resume``.
+        OSError
+            ``checkpoint_dir`` cannot be written to.
 
         Warns
         -----
         ConvergenceWarning
             When ``tol`` is given and ``max_iter`` sweeps ran without meeting it (status 1).
         """
+        warm = self._warm_iterate()  # before the fitted attributes go
         # a failed or interrupted refit must not leave the previous fit's attributes looking current
         for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
             delattr(self, attr)
         cfg = self._checked_params()
         if callback is not None and not callable(callback):  # checked now, not after the first sweep
             raise TypeError(f"callback must be callable or None, got {type(callback).__name__} {callback!r}")
+        if resume is not None and not isinstance(resume, (str, os.PathLike)):
+            raise TypeError(f"resume must be a path (str or os.PathLike) to a checkpoint or None, got "
+                            f"{type(resume).__name__} {resume!r}")
         be, dtype = cfg["be"], cfg["dtype"]
         # X and y checked apart (as validate_data(X, y) does in one call) so each error names its argument
         with val.named_errors("X"):
@@ -323,7 +401,7 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         first = (X.shape[1],) if self.conv is None else (self.conv.n_in, self.conv.n_out)
         widths = first + cfg["hidden"] + (len(self.classes_),)
         compress, tau = self._checked_compression(widths)
-        validation = None
+        validation, xv, lv = None, None, None
         if (X_val is None) != (y_val is None):
             raise ValueError("pass both X_val and y_val, or neither")
         if X_val is not None:
@@ -337,16 +415,33 @@ class NNBCD(ClassifierMixin, BaseEstimator):
             x_cols = be.asarray(xv.T, dtype)
             validation = Scored(x_cols, be.asarray(_one_hot(lv, len(self.classes_)), dtype), be.xp.asarray(lv),
                                 None if self.conv is None else self.conv.patches(x_cols, be))
+        # what a checkpoint must match to be resumed by this fit
+        params = ckpt.plain_params(self.get_params(deep=False))
+        data = ckpt.fingerprint(X, labels, self.classes_.astype(str), xv, lv)
         schedules = Schedules(gamma=cfg["gamma"], rho=cfg["rho"], tau=tau)
         hp = schedules.hyper(Hyper(gamma=0.0, rho=0.0, alpha=cfg["alpha"], alpha_w=cfg["alpha_w"],
                                    alpha_b=cfg["alpha_b"],
                                    kappa=1.0 if cfg["loss_scale"] == "sum" else 1.0 / X.shape[0]), 1)
-        st = self._initial_state(widths, compress, schedules.tau_at(1), be, be.asarray(X.T, dtype),
-                                 be.asarray(_one_hot(labels, len(self.classes_)), dtype), cfg)
+        Xb, Yb = be.asarray(X.T, dtype), be.asarray(_one_hot(labels, len(self.classes_)), dtype)
+        start = None
+        if resume is not None:
+            if cfg["warm_start"]:
+                raise ValueError("resume and warm_start=True exclude each other: resume continues a checkpointed "
+                                 "run, warm_start begins a new run from the previous fit's weights")
+            saved = _checked_checkpoint(resume, params, data, str(np.dtype(dtype)))
+            st = self._state(widths, compress, schedules.tau_at(1), be, Xb, Yb, cfg, saved.iterate)
+            start = saved.progress
+        else:
+            st = self._state(widths, compress, schedules.tau_at(1), be, Xb, Yb, cfg,
+                             warm if cfg["warm_start"] else None)
         ws = Workspace(st, be, cfg["v_solve"], cfg["w_solve"])
-        result = run(st, hp, be, ws, labels=be.xp.asarray(labels), validation=validation,
-                     max_iter=cfg["max_iter"], tol=cfg["tol"], monitor_every=cfg["monitor_every"],
-                     callback=callback, verbose=cfg["verbose"], schedules=schedules)
+        # the largest product of a sweep: a layer's weight times its input columns (GEMM: 2·m·k·n FLOPs)
+        flops = max(2.0 * w.shape[0] * w.shape[1] * st.weight_input(i).shape[1] for i, w in enumerate(st.W))
+        with blas_thread_limit(flops, cfg["n_jobs"]):
+            result = run(st, hp, be, ws, labels=be.xp.asarray(labels), validation=validation,
+                         max_iter=cfg["max_iter"], tol=cfg["tol"], monitor_every=cfg["monitor_every"],
+                         callback=callback, verbose=cfg["verbose"], schedules=schedules, start=start,
+                         checkpoint=_checkpointer(cfg, be, params, data, str(np.dtype(dtype))))
         if result.status == Status.INTERRUPTED:  # as scikit-learn's MLP: keep the work done, say so
             logger.warning("NNBCD.fit was interrupted (KeyboardInterrupt) after %d complete sweeps; the last "
                            "complete iterate is kept (result_.status %d).", result.nit, result.status)
@@ -362,32 +457,85 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         self.n_iter_ = result.nit
         return self
 
-    def _initial_state(self, widths: Tuple[int, ...], compress: Dict[int, Compression], tau: Dict[int, float],
-                       be: Backend, X: Any, Y: Any, cfg: Dict[str, Any]) -> BCDState:
-        """Weights from the init scheme, zero biases, initial compressed copies and the forward pass (spec §5)."""
-        dtype = X.dtype
-        rng, init_scale = cfg["rng"], cfg["init_scale"]
+    def _warm_iterate(self) -> Optional[Dict[str, Any]]:
+        """The previous fit's iterate (host copies) and classes when a warm start will use them, else ``None``."""
+        if self.warm_start is not True or not hasattr(self, "state_"):
+            return None
+        return {"iterate": ckpt.capture(self.state_, self.backend_), "classes": self.classes_,
+                "compress": dict(self.state_.compress)}
+
+    def _state(self, widths: Tuple[int, ...], compress: Dict[int, Compression], tau: Dict[int, float], be: Backend,
+               X: Any, Y: Any, cfg: Dict[str, Any], start: "ckpt.Iterate | Dict[str, Any] | None") -> BCDState:
+        """The state the sweeps start from: a checkpoint's iterate (:class:`~nnbcd.bcd.checkpoint.Iterate`),
+        a warm start's (:meth:`_warm_iterate`), or the initial one (``None``)."""
         conv = self.conv
-        L = len(widths) - 1
+        patches = None if conv is None else conv.patches(X, be)
+        if isinstance(start, ckpt.Iterate):  # resume: every block as saved, U/V included
+            st = BCDState(**ckpt.restore(start, be), X=X, Y=Y, compress=compress, tau=tau, conv=conv, patches=patches)
+            st.sweep = start.sweep
+            return st
         # the conv kernel is stored as Z^T (filters × patch size): a dense layer on patch samples
         shapes = [(conv.filters, conv.patch_size) if (i == 0 and conv) else (widths[i + 1], widths[i])
-                  for i in range(L)]
-        W = [be.asarray(init_weight(self.init, rng, *shape, init_scale), dtype) for shape in shapes]
-        b = [be.zeros(shape[0], dtype) if cfg["bias"] else None for shape in shapes]
-        st = BCDState(W=W, b=b, U=[], V=[], X=X, Y=Y, compress=compress, tau=tau, conv=conv,
-                      patches=None if conv is None else conv.patches(X, be))
+                  for i in range(len(widths) - 1)]
+        kept: Dict[int, Any] = {}
+        with np.errstate(over="ignore"):  # an overflowing cast is refused below, by name
+            if start is None:
+                W = [be.asarray(init_weight(self.init, cfg["rng"], *shape, cfg["init_scale"]), X.dtype)
+                     for shape in shapes]
+                b = [be.zeros(shape[0], X.dtype) if cfg["bias"] else None for shape in shapes]
+            else:
+                W, b, kept = self._warm_blocks(start, shapes, compress, be, X.dtype, cfg["bias"])
+        overflow = [i for i, w in enumerate(W) if not be.isfinite_all(w)]
+        if overflow:  # a run from them could only return them as its "last finite" weights
+            what = (f"init_scale={cfg['init_scale']!r} makes" if start is None
+                    else "warm_start=True: the previous fit's weights make")
+            raise ValueError(f"{what} the initial weights of layer {overflow[0]} overflow {np.dtype(X.dtype)} "
+                             f"(largest finite {np.finfo(X.dtype).max:.3g})")
+        st = BCDState(W=W, b=b, U=[], V=[], X=X, Y=Y, compress=compress, tau=tau, conv=conv, patches=patches)
         for i, spec in compress.items():
-            st.Wt[i] = spec.at(1).initial(W[i], backend=be, weights=st.group(i))
+            st.Wt[i] = kept[i] if i in kept else spec.at(1).initial(W[i], backend=be, weights=st.group(i))
         for i, spec in compress.items():  # after all initial copies: a global threshold sees W^0
-            if spec.replaces_weight or spec.exact_at(1):
+            if i not in kept and (spec.replaces_weight or spec.exact_at(1)):
                 st.W[i] = st.Wt[i].dense.copy()
-        for i in range(L):  # forward pass with the weights in use: every coupling term is 0 (spec §5)
+        for i in range(st.n_layers):  # forward pass with the weights in use: every coupling term is 0 (spec §5)
             u = st.linear(i, be)
             if b[i] is not None:
                 u += st.bias_rows(i, be)[:, None]
             st.U.append(u)
-            st.V.append(be.relu(u) if i < L - 1 else u.copy())
+            st.V.append(be.relu(u) if i < st.n_layers - 1 else u.copy())
         return st
+
+    def _warm_blocks(self, warm: Dict[str, Any], shapes: List[Tuple[int, int]], compress: Dict[int, Compression],
+                     be: Backend, dtype: Any, bias: bool) -> Tuple[List[Any], List[Any], Dict[int, Any]]:
+        """A warm start's ``W``, ``b`` and the compressed copies it keeps (layers whose spec is unchanged,
+        same dtype), on ``be`` in ``dtype``.
+
+        Raises
+        ------
+        ValueError
+            Other classes, layer widths or ``bias`` than the previous fit's.
+        """
+        it: ckpt.Iterate = warm["iterate"]
+        if not np.array_equal(warm["classes"], self.classes_):
+            raise ValueError(f"warm_start=True needs y with the previous fit's classes {warm['classes'].tolist()}, "
+                             f"got {self.classes_.tolist()} (set warm_start=False to start afresh)")
+        before = [tuple(w.shape) for w in it.W]
+        if before != [tuple(s) for s in shapes]:
+            raise ValueError(f"warm_start=True: the layer shapes changed from {before} to {shapes} "
+                             "(hidden_layer_sizes, conv or the number of features differ from the previous fit); "
+                             "set warm_start=False to start afresh")
+        if any(b is not None for b in it.b) != bias:
+            raise ValueError(f"warm_start=True: bias={bias} but the previous fit had bias={not bias}; "
+                             "set warm_start=False to start afresh")
+        same = it.W[0].dtype == np.dtype(dtype)
+        kept_layers = [i for i, spec in compress.items() if same and i in warm["compress"]
+                       and ckpt.plain_params({"c": spec}) == ckpt.plain_params({"c": warm["compress"][i]})]
+        blocks = ckpt.restore(ckpt.Iterate(W=it.W, b=it.b, U=[], V=[], sweep=0,
+                                           alias=[i for i in it.alias if i in kept_layers],
+                                           Wt={i: it.Wt[i] for i in kept_layers}), be)
+        W = [w if same else be.asarray(w, dtype) for w in blocks["W"]]
+        b = [x if (same or x is None) else be.asarray(x, dtype) for x in blocks["b"]]
+        return W, b, blocks["Wt"]
 
     # ---- inference ---------------------------------------------------------------------------------
     def _outputs(self, X: Any) -> np.ndarray:
@@ -493,6 +641,48 @@ def _scheduled(value: Any, name: str, allow_zero: bool = False) -> Scheduled:
     return val.check_positive(value, name, allow_zero=allow_zero)
 
 
+def _checked_n_jobs(n_jobs: Any) -> Optional[int]:
+    """``n_jobs`` as scikit-learn takes it: ``None``, -1 or a positive int (errors name ``n_jobs``)."""
+    if n_jobs is None or (isinstance(n_jobs, (int, np.integer)) and not isinstance(n_jobs, bool) and n_jobs == -1):
+        return n_jobs if n_jobs is None else -1
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs < 1:
+        raise ValueError(f"n_jobs must be None (threads chosen by the problem size), -1 (every usable core) or a "
+                         f"positive int, got {n_jobs!r}")
+    return int(n_jobs)
+
+
+def _checked_checkpoint(resume: Any, params: Dict[str, Any], data: str, dtype: str) -> ckpt.Checkpoint:
+    """The checkpoint at ``resume``, refused unless written with these parameters (but
+    :data:`RESUME_FREE`), this data fingerprint and dtype; every message names ``resume``."""
+    saved = ckpt.load(resume, "resume")
+    changed = ckpt.differences(saved.params, params, RESUME_FREE)
+    if changed:
+        detail = "; ".join(f"{k}: checkpoint {saved.params.get(k)!r}, now {params.get(k)!r}" for k in changed[:3])
+        raise ValueError(f"resume: the checkpoint {str(saved.path)!r} was written with other parameters "
+                         f"{changed} ({detail})")
+    if saved.dtype != dtype:
+        raise ValueError(f"resume: the checkpoint {str(saved.path)!r} holds dtype {saved.dtype}, this fit computes "
+                         f"in {dtype}")
+    if saved.data != data:
+        raise ValueError(f"resume: the checkpoint {str(saved.path)!r} was written for other data (X, y, X_val or "
+                         "y_val differ from the checkpointed run's)")
+    return saved
+
+
+def _checkpointer(cfg: Dict[str, Any], be: Backend, params: Dict[str, Any], data: str,
+                  dtype: str) -> Optional[Callable[[BCDState, ckpt.Progress], None]]:
+    """The run loop's ``checkpoint`` callable: every ``checkpoint_every`` complete sweeps, the iterate
+    (:func:`~nnbcd.bcd.checkpoint.capture`) and the progress to ``checkpoint_dir``; ``None`` without."""
+    every, directory = cfg["checkpoint_every"], cfg["checkpoint_dir"]
+    if every is None:
+        return None
+
+    def save(st: BCDState, progress: ckpt.Progress) -> None:
+        if progress.nit % every == 0:
+            ckpt.save(directory, ckpt.capture(st, be), progress, params=params, data=data, dtype=dtype)
+    return save
+
+
 def _check_conv_input(X: np.ndarray, conv: Optional[InputConv2d]) -> None:
     """A conv first layer reads rows of exactly C·H·W pixels."""
     if conv is not None and X.shape[1] != conv.n_in:
@@ -507,12 +697,13 @@ def _one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def solve(X: Any, y: Any, *, X_val: Any = None, y_val: Any = None,
-          callback: Optional[Callable[[SolveResult], Any]] = None, **params: Any) -> SolveResult:
+          callback: Optional[Callable[[SolveResult], Any]] = None, resume: "str | os.PathLike[str] | None" = None,
+          **params: Any) -> SolveResult:
     """Functional form of :class:`NNBCD` (scipy.optimize style).
 
     Parameters
     ----------
-    X, y, X_val, y_val, callback
+    X, y, X_val, y_val, callback, resume
         As :meth:`NNBCD.fit`.
     **params
         :class:`NNBCD`'s constructor parameters.
@@ -520,6 +711,6 @@ def solve(X: Any, y: Any, *, X_val: Any = None, y_val: Any = None,
     Returns
     -------
     SolveResult
-        ``NNBCD(**params).fit(X, y, X_val=X_val, y_val=y_val, callback=callback).result_``.
+        ``NNBCD(**params).fit(X, y, X_val=X_val, y_val=y_val, callback=callback, resume=resume).result_``.
     """
-    return NNBCD(**params).fit(X, y, X_val=X_val, y_val=y_val, callback=callback).result_
+    return NNBCD(**params).fit(X, y, X_val=X_val, y_val=y_val, callback=callback, resume=resume).result_

@@ -18,6 +18,7 @@ from ..compress.accounting import compression_ratios
 from ..ops.prune import effective_sparsity, true_sparsity
 from ..result import History, SolveResult, Status
 from .blocks import REPORTED_KINDS, Workspace
+from .checkpoint import Progress
 from .objective import forward, net_metrics, objective_terms
 from .state import BCDState, Hyper, Schedules, last_change
 from .sweep import sweep
@@ -43,6 +44,53 @@ class Scored:
     y: Any
     labels: Any
     patches: Any = None
+
+
+class SweepFailed(Exception):
+    """Raised by an :class:`Engine` when a sweep cannot complete for a reason of its own (a lost worker):
+    the run ends with ``status`` and the last complete iterate.
+
+    Parameters
+    ----------
+    status : Status
+    message : str
+    """
+
+    def __init__(self, status: Status, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class Engine:
+    """Where the sweeps and the monitoring of :func:`run` happen: in this process (this class, today's
+    functions on the whole data) or on sample shards (``nnbcd.dask``). The loop (stopping rules,
+    history, schedules, statuses, callback, Ctrl-C) is the same for both.
+
+    Parameters
+    ----------
+    be : Backend
+    ws : Workspace
+    labels : int array, shape (N,)
+        Training class indices, on ``be``.
+    validation : Scored, optional
+    """
+
+    def __init__(self, be: Backend, ws: Workspace, labels: Any, validation: Optional[Scored]):
+        self.be, self.ws, self.labels, self.validation = be, ws, labels, validation
+
+    def sweep(self, st: BCDState, hp: Hyper, track: bool) -> Dict[str, float]:
+        """One iteration in place: :func:`~nnbcd.bcd.sweep.sweep`'s record. May raise ``LinAlgError``,
+        :class:`~nnbcd.NonFiniteError` or :class:`SweepFailed`."""
+        return sweep(st, hp, self.be, self.ws, track=track)
+
+    def finite(self, st: BCDState) -> bool:
+        """Whether the iterate after a sweep is finite."""
+        # weights are small and every block feeds them, so a non-finite sweep shows up here
+        return all(self.be.isfinite_all(w) for w in st.W) and self.be.isfinite_all(st.V[-1])
+
+    def monitor(self, st: BCDState, hp: Hyper) -> Dict[str, float]:
+        """The record of a monitored iteration (:func:`monitor`)."""
+        return monitor(st, hp, self.be, self.ws, self.labels, self.validation)
 
 
 def monitor(st: BCDState, hp: Hyper, be: Backend, ws: Workspace, labels: Any,
@@ -116,7 +164,9 @@ def _structure_record(st: BCDState) -> Dict[str, float]:
 def run(st: BCDState, hp: Hyper, be: Backend, ws: Workspace, *, labels: Any, validation: Optional[Scored],
         max_iter: int, tol: Optional[float], monitor_every: int,
         callback: Optional[Callable[[SolveResult], Any]], verbose: bool,
-        schedules: Optional[Schedules] = None) -> SolveResult:
+        schedules: Optional[Schedules] = None, start: Optional[Progress] = None,
+        checkpoint: Optional[Callable[[BCDState, Progress], Any]] = None,
+        engine: Optional[Engine] = None) -> SolveResult:
     r"""Sweep until a stopping rule holds.
 
     Parameters
@@ -148,6 +198,18 @@ def run(st: BCDState, hp: Hyper, be: Backend, ws: Workspace, *, labels: Any, val
         Show a tqdm progress bar.
     schedules : Schedules, optional
         γ, ρ and τ per sweep; default the constants of ``hp`` and ``st.tau``.
+    start : Progress, optional
+        Resume: ``st`` is the iterate after ``start.nit`` complete sweeps (with its ``U``/``V``), and the
+        run continues from sweep ``start.nit + 1`` with this history and stopping-rule memory
+        (:mod:`nnbcd.bcd.checkpoint`); ``start.history`` is appended to.
+    checkpoint : callable, optional
+        ``checkpoint(st, progress)`` after every complete sweep that did not stop the run by ``tol``,
+        before ``callback``: ``st`` and ``progress`` are then exactly what resuming needs.
+
+    engine : Engine, optional
+        Runs the sweeps and the monitoring; default ``Engine(be, ws, labels, validation)`` (this process).
+        Another engine (``nnbcd.dask``) takes ``ws``, ``labels`` and ``validation`` as ``None``, and ``st``
+        then holds the weights only.
 
     Returns
     -------
@@ -158,20 +220,19 @@ def run(st: BCDState, hp: Hyper, be: Backend, ws: Workspace, *, labels: Any, val
     """
     from tqdm.auto import tqdm
 
-    history = History()
+    start = Progress() if start is None else start
+    history, fun, total, previous = start.history, start.fun, start.total, start.previous
     status = Status.MAX_ITER
-    fun = math.nan
-    total = 0.0
-    nit = 0
+    nit = history.n_iter
     last_good = _snapshot(st)
     complete = last_good  # the iterate of the last sweep whose history record was appended
-    previous = None
     if schedules is None:
         schedules = Schedules(gamma=hp.gamma, rho=hp.rho, tau=dict(st.tau))
     settled = constant_from(st, schedules)
     interrupt = _CatchInterrupt()
-    with tqdm(total=max_iter, disable=not verbose or None, desc="nnbcd") as bar, interrupt:
-        for k in range(1, max_iter + 1):
+    engine = Engine(be, ws, labels, validation) if engine is None else engine
+    with tqdm(total=max_iter, initial=nit, disable=not verbose or None, desc="nnbcd") as bar, interrupt:
+        for k in range(nit + 1, max_iter + 1):
             nit = k
             monitored = k % monitor_every == 0 or k == max_iter
             st.sweep = k
@@ -181,14 +242,16 @@ def run(st: BCDState, hp: Hyper, be: Backend, ws: Workspace, *, labels: Any, val
             t0 = time.perf_counter()
             try:
                 with np.errstate(over="ignore", invalid="ignore"):
-                    rec = sweep(st, hp_k, be, ws, track=monitored)
-                failure = None if _finite(st, be) else Status.NON_FINITE
+                    rec = engine.sweep(st, hp_k, track=monitored)
+                failure = None if engine.finite(st) else Status.NON_FINITE
             except np.linalg.LinAlgError:
                 # every system is SPD in exact arithmetic: only overflowing or non-finite data get here
                 rec, failure = {}, Status.NOT_POSITIVE_DEFINITE
             except NonFiniteError:
                 # a compression block (TT-SVD, top-k) refused a weight that had become non-finite
                 rec, failure = {}, Status.NON_FINITE
+            except SweepFailed as exc:
+                rec, failure = {}, exc.status
             rec["time"] = time.perf_counter() - t0
             total += rec["time"]
             if failure is not None:
@@ -204,7 +267,7 @@ def run(st: BCDState, hp: Hyper, be: Backend, ws: Workspace, *, labels: Any, val
             last_good = _snapshot(st)
             if monitored:
                 t1 = time.perf_counter()
-                rec.update(monitor(st, hp_k, be, ws, labels, validation))
+                rec.update(engine.monitor(st, hp_k))
                 rec["time_monitor"] = time.perf_counter() - t1
                 fun = rec["objective"]
             history.append(rec)
@@ -220,6 +283,8 @@ def run(st: BCDState, hp: Hyper, be: Backend, ws: Workspace, *, labels: Any, val
                         status = Status.CONVERGED
                         break
                     previous = fun
+            if checkpoint is not None:
+                checkpoint(st, Progress(history, fun, total, previous))
             if callback is not None:
                 try:
                     callback(SolveResult(_fields(st, history, k, fun, total, settled)))
@@ -244,11 +309,6 @@ def _fields(st: BCDState, history: History, nit: int, fun: float, total: float,
     compression = {i: dict(c.info, n_params=c.n_params) for i, c in st.Wt.items()}
     return dict(x=x, nit=nit, fun=fun, history=history, time=total, compression=compression,
                 constant_from=settled)
-
-
-def _finite(st: BCDState, be: Backend) -> bool:
-    # weights are small and every block feeds them, so a non-finite sweep shows up here
-    return all(be.isfinite_all(w) for w in st.W) and be.isfinite_all(st.V[-1])
 
 
 class _CatchInterrupt:

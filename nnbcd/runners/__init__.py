@@ -53,7 +53,8 @@ def get_runner(method: Any) -> ModuleType:
         raise ImportError(f"method = {method!r} needs PyTorch: pip install 'nnbcd[torch]'") from None
 
 
-def run_preset(config: Mapping[str, Any], out_dir: "str | Path", *, quiet: bool = False) -> Dict[str, Any]:
+def run_preset(config: Mapping[str, Any], out_dir: "str | Path", *, quiet: bool = False,
+               resume: bool = False) -> Dict[str, Any]:
     """Run a loaded preset with the runner its ``method`` names (default ``"nnbcd"``).
 
     Parameters
@@ -64,6 +65,9 @@ def run_preset(config: Mapping[str, Any], out_dir: "str | Path", *, quiet: bool 
         Where the runner writes its files; created if missing.
     quiet : bool
         Force ``[fit] verbose`` off (no progress output).
+    resume : bool
+        Continue the checkpointed run in ``out_dir`` (``method = "nnbcd"`` only; ``config`` is its stored
+        preset, :func:`nnbcd.runners.nnbcd.load_resolved`).
 
     Returns
     -------
@@ -75,6 +79,12 @@ def run_preset(config: Mapping[str, Any], out_dir: "str | Path", *, quiet: bool 
     ValueError
         An unknown method, or a preset table that fails the runner's checks (the key is named).
     OSError
-        ``out_dir`` cannot be written to.
+        ``out_dir`` cannot be written to; with ``resume``, no checkpoint there.
     """
-    return get_runner(config.get("method", "nnbcd")).run(config, out_dir, quiet=quiet)
+    method = config.get("method", "nnbcd")
+    runner = get_runner(method)
+    if not resume:
+        return runner.run(config, out_dir, quiet=quiet)
+    if method != "nnbcd":
+        raise ValueError(f"--resume: method = {method!r} runs have no checkpoints; only nnbcd runs resume")
+    return runner.run(config, out_dir, quiet=quiet, resume=True)

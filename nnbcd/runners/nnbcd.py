@@ -6,7 +6,8 @@ Tables of a ``method = "nnbcd"`` preset (layer indices are 0-based: layer i is t
     [model]      the NNBCD constructor's model parameters: hidden_layer_sizes, gamma, rho, alpha, tau,
                  bias, loss_scale, init, init_scale, backend, dtype, random_state, v_solve, w_solve, ...
     [model.conv] in_shape, filters, kernel, stride          (optional convolutional first layer)
-    [fit]        max_iter, tol, monitor_every, verbose
+    [fit]        max_iter, tol, monitor_every, verbose, n_jobs (BLAS threads), checkpoint_every (sweeps between
+                 checkpoints written to the output directory, which ``nnbcd solve --resume DIR`` continues)
     [[compress]] layers = [0, 1], type = "tt" | "prune", and the spec's own keys (rank, shape, sparsity,
                  block = "projection" | "cores" | "masked", reselect_every, freeze_after, ...)
 
@@ -16,24 +17,45 @@ Tables of a ``method = "nnbcd"`` preset (layer indices are 0-based: layer i is t
 
 The input and output widths come from the data (``X.shape[1]`` or the conv's ``in_shape``, the number of
 classes), as :class:`nnbcd.NNBCD` takes them.
+
+Files in the output directory: ``preset.json`` (the checked preset with every override applied, written
+before training: all a resumption needs), ``checkpoint.npz`` (with ``[fit] checkpoint_every``),
+``result.json`` and ``convergence.png`` (written when the run ends, also after Ctrl-C). A run into a used
+directory first deletes the previous run's ``result.json`` and ``convergence.png`` (and, unless it resumes,
+its ``checkpoint.npz``), so files that are there always belong to the run that wrote ``preset.json``, and
+a missing ``result.json`` means that run has not ended.
 """
 from __future__ import annotations
 
 import inspect
+import json
 from pathlib import Path
 from typing import Any, Dict, List, Mapping
 
 import numpy as np
 
 from ..bcd import NNBCD, InputConv2d
+from ..bcd import checkpoint as ckpt
 from ..compress import TT, Compression, Prune
 from ..convergence import plot_convergence, rate, sufficient_decrease
-from .schema import Field, Preset, check_keys, ensure_out_dir, load_data, parse_preset
+from .schema import (Field, Preset, check_keys, ensure_out_dir, load_data, parse_preset, positive_int,
+                     write_json)
 
-__all__ = ["COMPRESSIONS", "FIT_KEYS", "build_compression", "check", "make_estimator", "run"]
+__all__ = ["COMPRESSIONS", "FIT_KEYS", "OUTPUTS", "PRESET_FILE", "build_compression", "check", "load_resolved",
+           "make_estimator", "run"]
 
 #: NNBCD constructor parameters that say how the model is trained: they go in ``[fit]``, not ``[model]``.
-FIT_KEYS = ("max_iter", "tol", "monitor_every", "verbose")
+FIT_KEYS = ("max_iter", "tol", "monitor_every", "verbose", "n_jobs", "checkpoint_every")
+
+#: NNBCD constructor parameters a preset does not set: the runner sets ``checkpoint_dir`` (the output
+#: directory), and a preset run never continues an earlier fit (``--resume`` continues a run).
+RUNNER_KEYS = ("warm_start", "checkpoint_dir")
+
+#: The files a run writes when it ends (deleted when a run into the same directory starts).
+OUTPUTS = ("result.json", "convergence.png")
+
+#: The resolved preset, written into the output directory before training.
+PRESET_FILE = "preset.json"
 
 #: ``[[compress]] type`` -> the compression spec class its other keys construct.
 COMPRESSIONS = {"tt": TT, "prune": Prune}
@@ -60,11 +82,12 @@ def _tau(value: Any, where: str) -> Any:
 def _model_fields() -> Dict[str, Field]:
     special = {"conv": Field(check=_conv), "tau": Field(check=_tau)}
     return {name: special.get(name, Field()) for name in inspect.signature(NNBCD).parameters
-            if name not in FIT_KEYS and name != "compress"}
+            if name not in FIT_KEYS + RUNNER_KEYS and name != "compress"}
 
 
 # values checked by NNBCD itself; ``verbose`` is added by parse_preset for every runner
-_FIT_FIELDS = {key: Field() for key in FIT_KEYS if key != "verbose"}
+_FIT_FIELDS = {**{key: Field() for key in FIT_KEYS if key != "verbose"},
+               "checkpoint_every": Field(check=positive_int)}  # checked before the data are loaded
 
 
 def build_compression(entries: List[Mapping[str, Any]]) -> Dict[int, Compression]:
@@ -107,7 +130,7 @@ def build_compression(entries: List[Mapping[str, Any]]) -> Dict[int, Compression
     return out
 
 
-def make_estimator(preset: Preset, *, quiet: bool = False) -> NNBCD:
+def make_estimator(preset: Preset, *, quiet: bool = False, out_dir: "str | Path | None" = None) -> NNBCD:
     """The :class:`nnbcd.NNBCD` a checked preset describes (not fitted).
 
     Parameters
@@ -116,12 +139,16 @@ def make_estimator(preset: Preset, *, quiet: bool = False) -> NNBCD:
         From :func:`check`.
     quiet : bool
         Force ``verbose`` off.
+    out_dir : str or Path, optional
+        The ``checkpoint_dir`` when ``[fit] checkpoint_every`` is set.
 
     Returns
     -------
     NNBCD
     """
     fit = dict(preset.fit, verbose=preset.fit["verbose"] and not quiet)
+    if fit.get("checkpoint_every") is not None:
+        fit["checkpoint_dir"] = out_dir
     return NNBCD(compress=build_compression(preset.compress), **preset.model, **fit)
 
 
@@ -149,7 +176,38 @@ def check(config: Mapping[str, Any]) -> Preset:
     return preset
 
 
-def run(config: Mapping[str, Any], out_dir: "str | Path", *, quiet: bool = False) -> Dict[str, Any]:
+def load_resolved(out_dir: "str | Path") -> Dict[str, Any]:
+    """The preset a run into ``out_dir`` stored (``preset.json``), to resume it.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        The directory of a run started by :func:`run`.
+
+    Returns
+    -------
+    dict
+        The preset as :func:`run` received it (overrides applied).
+
+    Raises
+    ------
+    FileNotFoundError
+        ``out_dir`` holds no ``preset.json`` (no NN-BCD run was started there); the message names it.
+    ValueError
+        ``preset.json`` is not valid JSON.
+    """
+    path = Path(out_dir) / PRESET_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume {str(out_dir)!r}: no {PRESET_FILE} there (not the --out of an nnbcd "
+                                "solve run)")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise ValueError(f"--resume: {str(path)!r} is not valid JSON ({exc})") from None
+
+
+def run(config: Mapping[str, Any], out_dir: "str | Path", *, quiet: bool = False,
+        resume: bool = False) -> Dict[str, Any]:
     """Train the preset's network with NN-BCD; write ``result.json`` and ``convergence.png`` to ``out_dir``.
 
     Parameters
@@ -157,9 +215,15 @@ def run(config: Mapping[str, Any], out_dir: "str | Path", *, quiet: bool = False
     config : mapping
         The preset.
     out_dir : str or Path
-        Created if missing.
+        Created if missing. Receives ``preset.json`` first, then ``checkpoint.npz`` every ``[fit]
+        checkpoint_every`` sweeps, and ``result.json`` / ``convergence.png`` when the run ends (also on
+        Ctrl-C: the last complete iterate, status 4); the previous run's files are deleted first (module
+        docstring).
     quiet : bool
         Force ``[fit] verbose`` off.
+    resume : bool
+        Continue the run whose checkpoint is in ``out_dir`` (``config`` must be its ``preset.json``,
+        :func:`load_resolved`): the result equals the uninterrupted run's.
 
     Returns
     -------
@@ -178,11 +242,18 @@ def run(config: Mapping[str, Any], out_dir: "str | Path", *, quiet: bool = False
         From :func:`check`, the data loader or the estimator.
     OSError
         ``out_dir`` cannot be written to.
+    FileNotFoundError
+        ``resume`` and no checkpoint in ``out_dir``.
     """
     preset = check(config)
     out = ensure_out_dir(out_dir)
+    for name in OUTPUTS + (() if resume else (ckpt.FILENAME,)):  # nothing of an earlier run may look current
+        (out / name).unlink(missing_ok=True)
+    if not resume:
+        write_json(out / PRESET_FILE, dict(config))
     Xtr, ytr, Xte, yte = load_data(preset.data)
-    model = make_estimator(preset, quiet=quiet).fit(Xtr, ytr, X_val=Xte, y_val=yte)
+    model = make_estimator(preset, quiet=quiet, out_dir=out)
+    model.fit(Xtr, ytr, X_val=Xte, y_val=yte, resume=out if resume else None)
     res = model.result_
     res.to_json(str(out / "result.json"))
     plot_convergence(res, str(out / "convergence.png"))

@@ -1,0 +1,151 @@
+"""DaskNNBCD on a 2-worker LocalCluster: the same iterates as the single-process NNBCD (the oracle), for
+dense, TT and pruned layers, biases, a conv first layer and any sharding; bad inputs; a lost worker."""
+import os
+import signal
+
+import numpy as np
+import pytest
+
+distributed = pytest.importorskip("distributed")
+da = pytest.importorskip("dask.array")
+
+from sklearn.datasets import load_digits  # noqa: E402
+
+from nnbcd import NNBCD, InputConv2d, Prune, TT  # noqa: E402
+from nnbcd.dask import DaskNNBCD  # noqa: E402
+from nnbcd.result import Status  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    # not the default client: a test checks the error without one
+    c = distributed.Client(cluster, set_as_default=False)
+    yield c
+    c.close()
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return X / 16.0, y
+
+
+def _assert_same_iterates(a, b, rtol=1e-10):
+    """Weights (deployed and trained), biases and objective of two fits agree to ``rtol`` relative."""
+    assert a.n_iter_ == b.n_iter_ and a.result_.status == b.result_.status
+    for name in ("W", "W_deployed"):
+        for wa, wb in zip(a.result_.x[name], b.result_.x[name]):
+            assert np.abs(wa - wb).max() <= rtol * np.abs(wa).max(), name
+    for ba, bb in zip(a.intercepts_, b.intercepts_):
+        assert (ba is None) == (bb is None)
+        if ba is not None:
+            assert np.abs(ba - bb).max() <= rtol * max(np.abs(ba).max(), 1e-300)
+    for key in ("objective", "loss", "acc", "bacc", "prox_step_sq"):
+        np.testing.assert_allclose(b.result_.history[key], a.result_.history[key], rtol=rtol, err_msg=key)
+
+
+CASES = {
+    "dense": lambda: {},
+    "tt": lambda: {"compress": {0: TT(rank=4)}, "tau": 2.0},
+    "tt-cores": lambda: {"compress": {0: TT(rank=4, block="cores")}},
+    "prune-split": lambda: {"compress": {0: Prune(0.8), 1: Prune(0.5)}, "tau": 2.0},
+    "prune-masked": lambda: {"compress": {0: Prune(0.8, block="masked"), 1: Prune(0.5, block="masked")}},
+}
+
+
+@pytest.mark.parametrize("bias", [False, True], ids=["nobias", "bias"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_same_iterates_as_nnbcd(client, digits, case, bias):
+    X, y = digits[0][:300], digits[1][:300]
+    params = dict(hidden_layer_sizes=(24, 16), max_iter=5, random_state=0, bias=bias, **CASES[case]())
+    a = NNBCD(**params).fit(X, y)
+    b = DaskNNBCD(client=client, n_shards=3, **params).fit(X, y)
+    _assert_same_iterates(a, b)
+    assert b.n_shards_ == 3 and b.coefs_[0].shape == a.coefs_[0].shape
+    np.testing.assert_array_equal(b.predict(X), a.predict(X))
+
+
+def test_conv_first_layer(client, digits):
+    X, y = digits[0][:200], digits[1][:200]
+    params = dict(hidden_layer_sizes=(16,), conv=InputConv2d((1, 8, 8), filters=3, kernel=3, stride=2), bias=True,
+                  max_iter=5, random_state=1)
+    _assert_same_iterates(NNBCD(**params).fit(X, y), DaskNNBCD(client=client, n_shards=2, **params).fit(X, y))
+
+
+@pytest.mark.parametrize("chunks,n_shards", [((70, 150, 80), None), (None, 1), (None, 5)],
+                         ids=["unequal-dask-chunks", "one-shard", "more-shards-than-workers"])
+def test_any_sharding_gives_the_same_iterates(client, digits, chunks, n_shards):
+    X, y = digits[0][:300], digits[1][:300]
+    params = dict(hidden_layer_sizes=(16,), max_iter=5, random_state=2, bias=True, loss_scale="mean")
+    a = NNBCD(**params).fit(X, y)
+    if chunks is not None:
+        b = DaskNNBCD(client=client, **params).fit(da.from_array(X, chunks=(chunks, 64)), da.from_array(y, chunks=chunks))
+        assert b.n_shards_ == len(chunks)
+        assert b.predict(da.from_array(X, chunks=(chunks, 64))).compute().tolist() == a.predict(X).tolist()
+    else:
+        b = DaskNNBCD(client=client, n_shards=n_shards, **params).fit(X, y)
+        assert b.n_shards_ == n_shards
+    _assert_same_iterates(a, b)
+
+
+def test_same_test_accuracy_after_50_sweeps(client, digits):
+    X, y = digits
+    params = dict(hidden_layer_sizes=(32,), max_iter=50, monitor_every=25, random_state=0)
+    a = NNBCD(**params).fit(X[:1200], y[:1200])
+    b = DaskNNBCD(client=client, **params).fit(da.from_array(X[:1200], chunks=(400, 64)),
+                                                da.from_array(y[:1200], chunks=400))
+    assert a.score(X[1200:], y[1200:]) > 0.75  # learnt something (0.80): the point is the equality below
+    assert b.score(X[1200:], y[1200:]) == a.score(X[1200:], y[1200:])
+    # the history says what moved: weights out to the shards, statistics back, per sweep
+    h = b.result_.history
+    assert (h["bytes_sent"][1:] > 0).all() and (h["bytes_received"] > 0).all()
+
+
+def test_bad_inputs_name_the_argument(client, digits):
+    X, y = digits[0][:100], digits[1][:100]
+    m = DaskNNBCD((8,), client=client, max_iter=1)
+    with pytest.raises(ValueError, match="X is chunked along its columns"):
+        m.fit(da.from_array(X, chunks=(50, 32)), da.from_array(y, chunks=50))
+    with pytest.raises(ValueError, match="X and y have different row chunks"):
+        m.fit(da.from_array(X, chunks=(50, 64)), da.from_array(y, chunks=25))
+    with pytest.raises(TypeError, match="X and y must both be dask arrays"):
+        m.fit(da.from_array(X, chunks=(50, 64)), y)
+    with pytest.raises(ValueError, match="n_shards"):
+        DaskNNBCD((8,), client=client, n_shards=2).fit(da.from_array(X, chunks=(50, 64)), da.from_array(y, chunks=50))
+    with pytest.raises(ValueError, match="n_shards"):
+        DaskNNBCD((8,), client=client, n_shards=0).fit(X, y)
+    with pytest.raises(ValueError, match="w_solve"):
+        DaskNNBCD((8,), client=client, w_solve="woodbury").fit(X, y)
+    with pytest.raises(ValueError, match="client"):  # the module's client is not the default one
+        DaskNNBCD((8,), max_iter=1).fit(X, y)
+    with pytest.raises(TypeError, match="client"):
+        DaskNNBCD((8,), client="tcp://localhost:8786").fit(X, y)
+    bad = X.copy()
+    bad[70, 3] = np.nan
+    with pytest.raises(ValueError, match="X"):
+        m.fit(da.from_array(bad, chunks=(50, 64)), da.from_array(y, chunks=50))
+
+
+def test_lost_worker_stops_with_the_last_complete_iterate(digits):
+    """A worker killed after sweep 2 ends the run with status 5 and sweep 2's weights (those of NNBCD's
+    2-sweep run): its shard is gone and Dask cannot rebuild its U, V."""
+    X, y = digits[0][:200], digits[1][:200]
+    params = dict(hidden_layer_sizes=(16,), max_iter=6, random_state=0)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client:
+        victim = sorted(client.nthreads())[0]  # holds shard 0
+        pid = client.run(os.getpid, workers=[victim])[victim]
+
+        def kill_after_sweep_2(result):
+            if result.nit == 2:
+                os.kill(pid, signal.SIGKILL)
+
+        m = DaskNNBCD(client=client, n_shards=2, **params)
+        m.fit(X, y, callback=kill_after_sweep_2)
+    assert m.result_.status == Status.WORKER_LOST == 5 and not m.result_.success
+    assert m.n_iter_ == m.result_.history.n_iter == 3  # the failed sweep counts and keeps its record, as status 2
+    ref = NNBCD(**dict(params, max_iter=2)).fit(X, y)
+    for wa, wb in zip(ref.coefs_, m.coefs_):
+        assert np.abs(wa - wb).max() <= 1e-10 * np.abs(wa).max()
