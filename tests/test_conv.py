@@ -128,3 +128,20 @@ def test_conv_widths_come_from_the_layer(small_digits):
     m = nnbcd.NNBCD((12, 7), conv=conv, max_iter=1, bias=True).fit(X, y[:60] % 4)
     assert [c.shape for c in m.coefs_] == [(6, 9), (12, 54), (7, 12), (4, 7)]
     assert [b.shape for b in m.intercepts_] == [(6,), (12,), (7,), (4,)] and m.state_.U[0].shape == (54, 60)
+
+
+def test_to_features_in_place_over_several_sample_blocks():
+    # more samples than one copy block (256), the last block partial; oracle: the index formula
+    # feature p*F + f of sample n = column n*P + p of filter f
+    conv = InputConv2d(in_shape=(1, 7, 7), filters=3, kernel=3, stride=2)
+    n, P, F = 600, conv.n_patches, conv.filters
+    prod = np.random.default_rng(0).standard_normal((F, n * P))
+    expected = np.empty((conv.n_out, n))
+    for p in range(P):
+        for f in range(F):
+            expected[p * F + f] = prod[f, np.arange(n) * P + p]
+    out = np.full((conv.n_out, n), np.nan)
+    assert conv.to_features(prod, out) is out
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(conv.to_features(prod), expected)
+    np.testing.assert_array_equal(conv.to_patch_layout(expected), prod)

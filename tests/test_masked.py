@@ -135,3 +135,18 @@ def test_errors(rng):
         masked_weight_update(R, G, Wk, mask, RHO, ALPHA, bias=BiasTerm(bk[:2], V.sum(1), U.sum(1), 7, 1.0))
     with pytest.raises(ValueError, match="alpha_b must be finite and > 0"):
         masked_weight_update(R, G, Wk, mask, RHO, ALPHA, bias=BiasTerm(bk, V.sum(1), U.sum(1), 7, 0.0))
+
+
+@pytest.mark.parametrize("exact_from", [1, 3])
+def test_masked_block_refuses_a_global_scope(exact_from):
+    # the masked block keeps one support per layer; a threshold over the group is the projection block's
+    from nnbcd import Prune
+    from nnbcd.runners.nnbcd import check
+
+    with pytest.raises(ValueError, match="scope='global' cannot be combined with block='masked'"):
+        Prune(0.9, scope="global", block="masked", exact_from=exact_from)
+    preset = {"method": "nnbcd", "compress": [dict(type="prune", layers=[0, 1], sparsity=0.9, scope="global",
+                                                   block="masked")]}
+    with pytest.raises(ValueError, match="scope='global' cannot be combined"):
+        check(preset)
+    assert Prune(0.9, scope="global").scope == "global" and Prune(0.9, block="masked").scope == "layer"

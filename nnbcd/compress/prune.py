@@ -75,7 +75,9 @@ class Prune(Compression):
         if block == "masked":
             # the masked block re-chooses one layer's support at a time; a global budget would drift
             if scope != "layer":
-                raise ValueError("block='masked' needs scope='layer'")
+                raise ValueError(f"scope={scope!r} cannot be combined with block='masked': the masked block keeps "
+                                 "each layer's own support (top-k per layer), so use scope='layer' (one sparsity "
+                                 "per layer) or the projection block for one threshold over the group")
             if mode != "split" and exact_from == 1:
                 raise ValueError("mode='projected' belongs to the projection block (a warm-up before "
                                  "exact_from); block='masked' keeps W on its support by construction")
