@@ -16,8 +16,11 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
+import os
 import re
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Iterator, List, Optional, Tuple
 
 import numpy as np
@@ -271,3 +274,31 @@ def named_errors(name: str) -> Iterator[None]:
         except Exception:  # an exception class whose constructor takes other arguments: keep the original
             raise exc from None
         raise named from exc
+
+
+def writable_dir(path: "str | os.PathLike[str]", what: str) -> Path:
+    """Create the directory ``path`` and make sure files can be written into it, before any work is done.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    what : str
+        How the error names the directory (``"checkpoint_dir 'x'"``, ``"results to 'x'"``).
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    OSError
+        The directory cannot be created or written to; the message starts with ``what``.
+    """
+    out = Path(path)
+    try:  # a probe file now, not a failure after the work
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise OSError(f"{what} cannot be written to: {exc.strerror or exc}") from None
+    return out

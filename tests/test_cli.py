@@ -107,7 +107,7 @@ def test_unwritable_out_is_a_clear_error(tmp_path, capsys):
     blocker.write_text("")
     assert _solve("digits.toml", blocker / "out", "fit.max_iter=2") == 2
     err = capsys.readouterr().err
-    assert err.startswith("nnbcd: error: cannot write results to") and str(blocker / "out") in err
+    assert err.startswith("nnbcd: error: results directory") and str(blocker / "out") in err
     assert "Traceback" not in err
 
 

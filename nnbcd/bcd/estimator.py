@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from collections.abc import Mapping
@@ -273,14 +272,8 @@ class NNBCD(ClassifierMixin, BaseEstimator):
                              "checkpoint_every sweeps into checkpoint_dir) or neither")
         if directory is None:
             return None
-        path = Path(directory)
-        try:  # now, not after the first checkpoint_every sweeps
-            path.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=path):
-                pass
-        except OSError as exc:
-            raise OSError(f"checkpoint_dir {str(path)!r} cannot be written to: {exc.strerror or exc}") from None
-        return path
+        # checked now, not after the first checkpoint_every sweeps
+        return val.writable_dir(directory, f"checkpoint_dir {str(directory)!r}")
 
     def _checked_compression(self, widths: Tuple[int, ...]) -> Tuple[Dict[int, Compression], Dict[int, Scheduled]]:
         """``compress`` as a dict keyed by the compressed layers ``0..L-1``, ``tau`` by the layers with the

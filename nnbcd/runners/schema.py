@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import numbers
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -30,6 +29,7 @@ except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib  # type: ignore[no-redef]
 
 from ..data import load_dataset
+from .._validation import writable_dir
 from ..result import write_json_atomic
 
 __all__ = ["DATA_FIELDS", "Field", "Preset", "TOP_KEYS", "boolean", "check_keys", "ensure_out_dir",
@@ -371,14 +371,7 @@ def ensure_out_dir(out_dir: "str | Path") -> Path:
     OSError
         The directory cannot be created or written to; the message names it.
     """
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as exc:
-        raise OSError(f"cannot write results to {str(out)!r}: {exc.strerror or exc}") from None
-    return out
+    return writable_dir(out_dir, f"results directory {str(out_dir)!r}")
 
 
 def write_json(path: "str | Path", payload: Any) -> None:
