@@ -296,6 +296,14 @@ def test_a_rerun_into_a_used_out_leaves_nothing_stale(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "preset.json").read_text())["fit"]["max_iter"] == 3
 
 
+@pytest.mark.parametrize("typo", ["fit.max_iter=-1", "model.gamma=-1", "model.hidden_layer_sizes=[0]"])
+def test_a_refused_rerun_keeps_the_earlier_run(tmp_path, typo):
+    assert _solve("digits.toml", tmp_path, "fit.max_iter=2", "fit.checkpoint_every=1") == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert _solve("digits.toml", tmp_path, typo) == 2
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
 @pytest.mark.parametrize("argv,match", [
     (["--resume", "{tmp}"], "preset.json"),
     (["solvers/digits.toml", "--resume", "{tmp}"], "--resume"),

@@ -247,12 +247,13 @@ def run(config: Mapping[str, Any], out_dir: "str | Path", *, quiet: bool = False
     """
     preset = check(config)
     out = ensure_out_dir(out_dir)
+    model = make_estimator(preset, quiet=quiet, out_dir=out)
+    model._checked_params()  # a mistyped value is refused before the earlier run's files are touched
     for name in OUTPUTS + (() if resume else (ckpt.FILENAME,)):  # nothing of an earlier run may look current
         (out / name).unlink(missing_ok=True)
     if not resume:
         write_json(out / PRESET_FILE, dict(config))
     Xtr, ytr, Xte, yte = load_data(preset.data)
-    model = make_estimator(preset, quiet=quiet, out_dir=out)
     model.fit(Xtr, ytr, X_val=Xte, y_val=yte, resume=out if resume else None)
     res = model.result_
     res.to_json(str(out / "result.json"))
