@@ -2,6 +2,11 @@
 
     python benchmarks/bench_dask.py [--n 7352,30000,100000] [--widths 561,1024,1024,1024,512,6]
                                     [--workers 2] [--sweeps 3] [--dtype float32] [--out ...json]
+                                    [--plot docs/img/dask_scaling.png] [--plot-only]
+
+``--plot`` draws sweep time against N (log-log): the single process and the ``--workers``-process runs
+as measured, and the cost model's prediction for p = 2, 8 and 64; ``--plot-only`` redraws it from
+``--out`` without running anything.
 
 Synthetic data at the given widths (default the HAR preset's, solvers/har_tt.toml): for each N, one
 single-process ``NNBCD`` fit in a fresh process and one ``DaskNNBCD`` fit on a LocalCluster of
@@ -22,6 +27,7 @@ above which ``p`` workers beat one process (``a·N(1 − 1/p) > c(p)``).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import multiprocessing as mp
 import os
@@ -36,6 +42,9 @@ from _timing import write_result  # benchmarks/ is on sys.path when this script 
 from nnbcd.bench.machine import machine_info
 
 SEED = 0
+
+#: where ``--plot`` draws by default (docs/dask.md shows it)
+PLOT = str(Path(__file__).resolve().parent.parent / "docs" / "img" / "dask_scaling.png")
 
 
 BLOCK = 4096  # rows drawn per seed: any row range is reproducible without drawing the rows before it
@@ -113,10 +122,47 @@ def model(rows, widths, workers):
     comm = float(np.median(tp - (a * n / workers + s)))  # what sharding adds per sweep, beyond N/p of the work
     out = {"a_s_per_sample": a, "serial_s": s, "comm_s": comm, "break_even_n": {}, "predicted_sweep_s": {}}
     for p in (workers, 8, 64):
-        c_p = comm * (1 + math.log2(p / workers))  # one more level of the reduction tree per doubling
-        out["break_even_n"][p] = c_p / (a * (1 - 1 / p)) if a > 0 else math.inf
-        out["predicted_sweep_s"][p] = {int(N): a * N / p + s + c_p for N in n}
+        out["break_even_n"][p] = _comm(out, p, workers) / (a * (1 - 1 / p)) if a > 0 else math.inf
+        out["predicted_sweep_s"][p] = {int(N): predict(out, p, N, workers) for N in n}
     return out
+
+
+def _comm(fit, p, workers):
+    """Communication per sweep on ``p`` workers: the measured one, one more level of the reduction tree per
+    doubling of ``p``."""
+    return fit["comm_s"] * (1 + math.log2(p / workers))
+
+
+def predict(fit, p, n, workers):
+    """The model's sweep seconds on ``p`` workers for ``n`` samples: ``a·N/p + s + c(p)``."""
+    return fit["a_s_per_sample"] * n / p + fit["serial_s"] + _comm(fit, p, workers)
+
+
+def plot(result, path):
+    """Sweep time against N: measured (1 process, ``workers`` processes) and the model for p = 2, 8, 64."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, fit, workers = result["rows"], result["model"], result["workers"]
+    n = np.array([r["n"] for r in rows], float)
+    grid = np.geomspace(n.min() / 2, n.max() * 10, 100)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ax.plot(n, [r["single"]["sweep_s"] for r in rows], "ko", label="1 process (measured)")
+    ax.plot(n, [r["dask"]["sweep_s"] for r in rows], "s", color="C0", label=f"{workers} workers (measured)")
+    ax.plot(grid, fit["a_s_per_sample"] * grid + fit["serial_s"], "k-", lw=1, label="model, 1 process")
+    for p, colour in zip((2, 8, 64), ("C0", "C1", "C2")):
+        ax.plot(grid, [predict(fit, p, v, workers) for v in grid], "--", color=colour, lw=1,
+                label=f"model, p = {p}")
+    ax.set(xscale="log", yscale="log", xlabel="samples N", ylabel="seconds per sweep",
+           title=f"DaskNNBCD, widths {result['widths']}, {result['dtype']}")
+    ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main():
@@ -127,7 +173,12 @@ def main():
     ap.add_argument("--sweeps", type=int, default=3)
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_dask.json"))
+    ap.add_argument("--plot", nargs="?", const=PLOT, help=f"draw the scaling plot (path, default {PLOT})")
+    ap.add_argument("--plot-only", action="store_true", help="redraw the plot from --out, run nothing")
     args = ap.parse_args()
+    if args.plot_only:
+        plot(json.loads(Path(args.out).read_text()), args.plot or PLOT)
+        return
     from distributed import Client, LocalCluster
 
     widths = [int(w) for w in args.widths.split(",")]
@@ -164,9 +215,11 @@ def main():
         for p, n_star in fit["break_even_n"].items():
             print(f"  p = {p:3d}: beats one process above N ≈ {n_star:,.0f}; predicted sweep s "
                   + ", ".join(f"N={k}: {v:.3f}" for k, v in fit["predicted_sweep_s"][p].items()))
-    write_result(args.out, {"machine": machine_info(), "widths": widths, "dtype": args.dtype,
-                            "workers": args.workers, "sweeps": args.sweeps, "rows": rows, "model": fit,
-                            "omp_num_threads": os.environ.get("OMP_NUM_THREADS")})
+    result = {"machine": machine_info(), "widths": widths, "dtype": args.dtype, "workers": args.workers,
+              "sweeps": args.sweeps, "rows": rows, "model": fit, "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+    write_result(args.out, result)
+    if args.plot and fit:
+        plot(result, args.plot)
 
 
 if __name__ == "__main__":

@@ -633,6 +633,8 @@ ESTIMATOR_ROWS = [
     row("fit-resume-int", lambda: _fit_data(X, Y, resume=5), Err(TypeError, "resume")),
     row("fit-resume-missing", lambda: _fit_data(X, Y, resume="/nonexistent/run"), Err(FileNotFoundError, "resume")),
     row("fit-resume-not-a-checkpoint", lambda: _fit_data(X, Y, resume=__file__), Err(ValueError, "resume")),
+    row("NNBCD-checkpoint_dir-empty", lambda: _fit(checkpoint_every=1, checkpoint_dir=""),
+        Err(ValueError, "checkpoint_dir")),
     row("NNBCD-checkpoint_dir-unwritable", lambda: _fit(checkpoint_every=1, checkpoint_dir=__file__),
         Err(OSError, "checkpoint_dir")),
     row("NNBCD-init_scale-overflows-float32", lambda: _fit(init_scale=1e40, dtype="float32"),

@@ -188,6 +188,22 @@ def test_a_flipped_byte_is_caught_by_the_checksum(data, saved):
         _model().fit(X, y, resume=saved)
 
 
+
+def test_a_damaged_zip_directory_is_refused_by_name(data, saved):
+    """A flipped bit in a central-directory entry's flags (bit 0: "encrypted") or compression method surfaces
+    from zipfile as RuntimeError / NotImplementedError: each must be a ValueError naming ``resume``."""
+    X, y, _, _ = data
+    raw = saved.read_bytes()
+    entries = [k for k in range(len(raw)) if raw.startswith(b"PK\x01\x02", k)]
+    assert len(entries) > 2
+    for entry in entries:
+        for field, bit in ((8, 0x01), (10, 0x04)):  # general-purpose flags, compression method
+            damaged = bytearray(raw)
+            damaged[entry + field] ^= bit
+            saved.write_bytes(bytes(damaged))
+            with pytest.raises(ValueError, match="resume: .*corrupt"):
+                _model(max_iter=3).fit(X, y, resume=saved)
+
 def test_missing_checkpoint_and_bad_arguments(data, tmp_path):
     X, y, _, _ = data
     with pytest.raises(FileNotFoundError, match="resume"):
@@ -228,3 +244,19 @@ def test_the_file_holds_plain_arrays_and_json(saved):
     assert all(a.dtype != object for a in arrays.values())
     meta = json.loads(arrays["meta"].tobytes())
     assert meta["version"] == ckpt.FORMAT_VERSION and meta["sweep"] == 2 and meta["params"]["gamma"] == "0.5"
+
+
+def test_the_data_digest_adds_over_any_split_of_the_rows(data):
+    """The fingerprint a sharded run computes from its shards (any sharding) is the one of the whole data,
+    and it still sees one changed value or two swapped rows."""
+    X, y, _, _ = data
+    whole = ckpt.row_digest(X, y)
+    for cuts in ([100], [1, 239], [17, 80, 200]):
+        edges = [0, *cuts, len(X)]
+        parts = [ckpt.row_digest(X[a:b], y[a:b], a) for a, b in zip(edges[:-1], edges[1:])]
+        assert np.array_equal(np.sum(parts, axis=0, dtype=np.uint64), whole)
+    changed = X.copy()
+    changed[5, 3] = np.nextafter(changed[5, 3], 1.0)
+    swapped = X[[1, 0, *range(2, len(X))]]
+    for other, labels in [(changed, y), (swapped, y), (X, np.roll(y, 1))]:
+        assert not np.array_equal(ckpt.row_digest(other, labels), whole)

@@ -272,8 +272,11 @@ class NNBCD(ClassifierMixin, BaseEstimator):
                              "checkpoint_every sweeps into checkpoint_dir) or neither")
         if directory is None:
             return None
+        if not os.fspath(directory):
+            raise ValueError("checkpoint_dir is empty: give a directory (\".\" for the current one)")
+        # absolute, so that processes with another working directory (Dask workers) write to the same place;
         # checked now, not after the first checkpoint_every sweeps
-        return val.writable_dir(directory, f"checkpoint_dir {str(directory)!r}")
+        return val.writable_dir(os.path.abspath(directory), f"checkpoint_dir {str(directory)!r}")
 
     def _checked_compression(self, widths: Tuple[int, ...]) -> Tuple[Dict[int, Compression], Dict[int, Scheduled]]:
         """``compress`` as a dict keyed by the compressed layers ``0..L-1``, ``tau`` by the layers with the
@@ -311,6 +314,47 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         if coupled and not any(tau.values()) and not all(compress[i].replaces_weight for i in coupled):
             logger.warning("compress is set but tau is 0: the compressed copies do not act on the weights")
         return compress, tau
+
+    def _resume_params(self) -> Dict[str, Any]:
+        """The parameters a checkpoint records and a resume compares (:func:`~nnbcd.bcd.checkpoint.plain_params`)."""
+        return ckpt.plain_params(self.get_params(deep=False))
+
+    def _checked_data(self, X: Any, y: Any) -> Tuple[np.ndarray, np.ndarray]:
+        """``X`` (float64 or float32 rows; sets ``n_features_in_``) and ``y`` (1-d, finite, class labels),
+        checked apart, as ``validate_data(X, y)`` does in one call, so that each error names its argument."""
+        with val.named_errors("X"):
+            X = validate_data(self, val.to_host(X), dtype=_INPUT_DTYPES)
+        with val.named_errors("y"):
+            y = column_or_1d(val.to_host(y), warn=True)
+            assert_all_finite(y, input_name="y")
+            check_consistent_length(X, y)
+            check_classification_targets(y)
+        return X, y
+
+    def _validation_data(self, X_val: Any, y_val: Any, n_features: int, be: Backend,
+                         dtype: Any) -> Tuple[Optional[Scored], Optional[np.ndarray], Optional[np.ndarray]]:
+        """The validation data checked (errors name ``X_val`` / ``y_val``) and on ``be`` in ``dtype``.
+
+        Returns
+        -------
+        tuple
+            The :class:`~nnbcd.bcd.loop.Scored` data, the host rows of ``X_val`` and the class indices
+            of ``y_val`` (all ``None`` without validation data).
+        """
+        if (X_val is None) != (y_val is None):
+            raise ValueError("pass both X_val and y_val, or neither")
+        if X_val is None:
+            return None, None, None
+        with val.named_errors("X_val"):
+            xv = check_array(val.to_host(X_val), dtype=_INPUT_DTYPES, input_name="X_val")
+        if xv.shape[1] != n_features:
+            raise ValueError(f"X_val has {xv.shape[1]} features but X has {n_features}")
+        lv = self._validation_labels(y_val)
+        with val.named_errors("y_val"):
+            check_consistent_length(xv, lv)
+        x_cols = be.asarray(xv.T, dtype)
+        return (Scored(x_cols, be.asarray(_one_hot(lv, len(self.classes_)), dtype), be.xp.asarray(lv),
+                       None if self.conv is None else self.conv.patches(x_cols, be)), xv, lv)
 
     def _validation_labels(self, y_val: Any) -> np.ndarray:
         """Indices into ``classes_`` of the validation labels, which must be classes of ``y``."""
@@ -376,41 +420,19 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         cfg = self._checked_params()
         if callback is not None and not callable(callback):  # checked now, not after the first sweep
             raise TypeError(f"callback must be callable or None, got {type(callback).__name__} {callback!r}")
-        if resume is not None and not isinstance(resume, (str, os.PathLike)):
-            raise TypeError(f"resume must be a path (str or os.PathLike) to a checkpoint or None, got "
-                            f"{type(resume).__name__} {resume!r}")
+        _check_resume(resume)
         be, dtype = cfg["be"], cfg["dtype"]
-        # X and y checked apart (as validate_data(X, y) does in one call) so each error names its argument
-        with val.named_errors("X"):
-            X = validate_data(self, val.to_host(X), dtype=_INPUT_DTYPES)
-        with val.named_errors("y"):
-            y = column_or_1d(val.to_host(y), warn=True)
-            assert_all_finite(y, input_name="y")
-            check_consistent_length(X, y)
-            check_classification_targets(y)
+        X, y = self._checked_data(X, y)
         _check_conv_input(X, self.conv)
         self.classes_ = np.unique(y)
         labels = np.searchsorted(self.classes_, y)
         first = (X.shape[1],) if self.conv is None else (self.conv.n_in, self.conv.n_out)
         widths = first + cfg["hidden"] + (len(self.classes_),)
         compress, tau = self._checked_compression(widths)
-        validation, xv, lv = None, None, None
-        if (X_val is None) != (y_val is None):
-            raise ValueError("pass both X_val and y_val, or neither")
-        if X_val is not None:
-            with val.named_errors("X_val"):
-                xv = check_array(val.to_host(X_val), dtype=_INPUT_DTYPES, input_name="X_val")
-            if xv.shape[1] != X.shape[1]:
-                raise ValueError(f"X_val has {xv.shape[1]} features but X has {X.shape[1]}")
-            lv = self._validation_labels(y_val)
-            with val.named_errors("y_val"):
-                check_consistent_length(xv, lv)
-            x_cols = be.asarray(xv.T, dtype)
-            validation = Scored(x_cols, be.asarray(_one_hot(lv, len(self.classes_)), dtype), be.xp.asarray(lv),
-                                None if self.conv is None else self.conv.patches(x_cols, be))
+        validation, xv, lv = self._validation_data(X_val, y_val, X.shape[1], be, dtype)
         # what a checkpoint must match to be resumed by this fit
-        params = ckpt.plain_params(self.get_params(deep=False))
-        data = ckpt.fingerprint(X, labels, self.classes_.astype(str), xv, lv)
+        params = self._resume_params()
+        data = ckpt.data_fingerprint(ckpt.row_digest(X, labels), *X.shape, self.classes_.astype(str), xv, lv)
         schedules = Schedules(gamma=cfg["gamma"], rho=cfg["rho"], tau=tau)
         hp = schedules.hyper(Hyper(gamma=0.0, rho=0.0, alpha=cfg["alpha"], alpha_w=cfg["alpha_w"],
                                    alpha_b=cfg["alpha_b"],
@@ -435,13 +457,19 @@ class NNBCD(ClassifierMixin, BaseEstimator):
                          max_iter=cfg["max_iter"], tol=cfg["tol"], monitor_every=cfg["monitor_every"],
                          callback=callback, verbose=cfg["verbose"], schedules=schedules, start=start,
                          checkpoint=_checkpointer(cfg, be, params, data, str(np.dtype(dtype))))
+        return self._finish(result, st, be, cfg)
+
+    def _finish(self, result: SolveResult, st: BCDState, be: Backend, cfg: Dict[str, Any]) -> "NNBCD":
+        """Set the fitted attributes from a run's result; log an interrupted run, warn when ``tol`` was not
+        met (scikit-learn's MLP does both). Returns ``self``."""
+        name = type(self).__name__
         if result.status == Status.INTERRUPTED:  # as scikit-learn's MLP: keep the work done, say so
-            logger.warning("NNBCD.fit was interrupted (KeyboardInterrupt) after %d complete sweeps; the last "
-                           "complete iterate is kept (result_.status %d).", result.nit, result.status)
+            logger.warning("%s.fit was interrupted (KeyboardInterrupt) after %d complete sweeps; the last "
+                           "complete iterate is kept (result_.status %d).", name, result.nit, result.status)
         if cfg["tol"] is not None and result.status == Status.MAX_ITER:
-            warnings.warn(f"NNBCD reached max_iter={cfg['max_iter']} before the relative objective change "
+            warnings.warn(f"{name} reached max_iter={cfg['max_iter']} before the relative objective change "
                           f"fell below tol={cfg['tol']}; increase max_iter or tol.", ConvergenceWarning,
-                          stacklevel=2)
+                          stacklevel=3)
         self.result_ = result
         self.state_ = st
         self.backend_ = be
@@ -644,10 +672,19 @@ def _checked_n_jobs(n_jobs: Any) -> Optional[int]:
     return int(n_jobs)
 
 
-def _checked_checkpoint(resume: Any, params: Dict[str, Any], data: str, dtype: str) -> ckpt.Checkpoint:
-    """The checkpoint at ``resume``, refused unless written with these parameters (but
-    :data:`RESUME_FREE`), this data fingerprint and dtype; every message names ``resume``."""
-    saved = ckpt.load(resume, "resume")
+def _check_resume(resume: Any) -> None:
+    """``resume`` is a path or ``None`` (checked before any work)."""
+    if resume is not None and not isinstance(resume, (str, os.PathLike)):
+        raise TypeError(f"resume must be a path (str or os.PathLike) to a checkpoint or None, got "
+                        f"{type(resume).__name__} {resume!r}")
+
+
+def _checked_checkpoint(resume: Any, params: Dict[str, Any], data: str, dtype: str,
+                        columns: bool = True) -> ckpt.Checkpoint:
+    """The checkpoint at ``resume`` (:func:`~nnbcd.bcd.checkpoint.load`, with or without its ``U``, ``V``
+    ``columns``), refused unless written with these parameters (but :data:`RESUME_FREE`), this data
+    fingerprint and dtype; every message names ``resume``."""
+    saved = ckpt.load(resume, "resume", columns=columns)
     changed = ckpt.differences(saved.params, params, RESUME_FREE)
     if changed:
         detail = "; ".join(f"{k}: checkpoint {saved.params.get(k)!r}, now {params.get(k)!r}" for k in changed[:3])
@@ -662,17 +699,25 @@ def _checked_checkpoint(resume: Any, params: Dict[str, Any], data: str, dtype: s
     return saved
 
 
-def _checkpointer(cfg: Dict[str, Any], be: Backend, params: Dict[str, Any], data: str,
-                  dtype: str) -> Optional[Callable[[BCDState, ckpt.Progress], None]]:
+def _checkpointer(cfg: Dict[str, Any], be: Backend, params: Dict[str, Any], data: str, dtype: str,
+                  columns: Optional[Callable[[BCDState, Path], Optional[ckpt.ShardSet]]] = None,
+                  ) -> Optional[Callable[[BCDState, ckpt.Progress], None]]:
     """The run loop's ``checkpoint`` callable: every ``checkpoint_every`` complete sweeps, the iterate
-    (:func:`~nnbcd.bcd.checkpoint.capture`) and the progress to ``checkpoint_dir``; ``None`` without."""
+    (:func:`~nnbcd.bcd.checkpoint.capture`) and the progress to ``checkpoint_dir``; ``None`` without.
+
+    ``columns(st, directory)``, when given, writes the shard files of a sharded checkpoint first (``st``
+    then holds no ``U``, ``V``) and returns their :class:`~nnbcd.bcd.checkpoint.ShardSet`, or ``None`` to
+    skip this checkpoint (a shard could not write: the previous checkpoint stays)."""
     every, directory = cfg["checkpoint_every"], cfg["checkpoint_dir"]
     if every is None:
         return None
 
     def save(st: BCDState, progress: ckpt.Progress) -> None:
         if progress.nit % every == 0:
-            ckpt.save(directory, ckpt.capture(st, be), progress, params=params, data=data, dtype=dtype)
+            shards = None if columns is None else columns(st, directory)
+            if columns is None or shards is not None:
+                ckpt.save(directory, ckpt.capture(st, be), progress, params=params, data=data, dtype=dtype,
+                          shards=shards)
     return save
 
 

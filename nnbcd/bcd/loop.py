@@ -119,17 +119,57 @@ def monitor(st: BCDState, hp: Hyper, be: Backend, ws: Workspace, labels: Any,
     weights = [st.deployed(i) for i in range(st.n_layers)]
     out = forward(weights, st.b, st.X, be, st.conv, st.patches)
     rec.update(net_metrics(out, st.Y, labels, hp.kappa, be))
-    if validation is not None:
-        kappa = 1.0 if hp.kappa == 1.0 else 1.0 / validation.x.shape[1]
-        out = forward(weights, st.b, validation.x, be, st.conv, validation.patches)
-        rec.update({f"val_{k}": v for k, v in net_metrics(out, validation.y, validation.labels, kappa, be).items()})
-    if st.Wt:
-        rec.update(_compression_metrics(st, be, weights))
+    rec.update(deployed_metrics(st, hp, be, weights, validation))
     return rec
 
 
-def _compression_metrics(st: BCDState, be: Backend, deployed: List[Any]) -> Dict[str, float]:
-    """Per-layer stored numbers, CR_1 / CR_2 / cr_honest and, with pruning, the sparsities (spec §6)."""
+def deployed_metrics(st: BCDState, hp: Hyper, be: Backend, deployed: List[Any],
+                     validation: Optional[Scored]) -> Dict[str, float]:
+    """The part of a monitored record that reads the weights only: ``val_*`` on ``validation`` and, with
+    compression, :func:`compression_metrics` (the training-data part is summed over samples elsewhere).
+
+    Parameters
+    ----------
+    st : BCDState
+        Its biases, conv layer and compressed copies are read (no samples needed).
+    hp : Hyper
+        ``kappa`` says whether the loss is a sum (κ = 1) or a mean (then over the validation samples).
+    be : Backend
+    deployed : list of array
+        The deployed weight of each layer.
+    validation : Scored, optional
+
+    Returns
+    -------
+    dict of str to float
+    """
+    rec: Dict[str, float] = {}
+    if validation is not None:
+        kappa = 1.0 if hp.kappa == 1.0 else 1.0 / validation.x.shape[1]
+        out = forward(deployed, st.b, validation.x, be, st.conv, validation.patches)
+        rec.update({f"val_{k}": v for k, v in net_metrics(out, validation.y, validation.labels, kappa, be).items()})
+    if st.Wt:
+        rec.update(compression_metrics(st, be, deployed))
+    return rec
+
+
+def compression_metrics(st: BCDState, be: Backend, deployed: List[Any]) -> Dict[str, float]:
+    """Per-layer stored numbers, CR_1 / CR_2 / cr_honest and, with pruning, the sparsities (spec §6).
+
+    Parameters
+    ----------
+    st : BCDState
+        Its weights' shapes, biases and compressed copies are read (no samples: a client's state will do).
+    be : Backend
+    deployed : list of array
+        The deployed weight of each layer (``st.deployed(i)``).
+
+    Returns
+    -------
+    dict of str to float
+        ``n_params_i``, the ratios of :func:`~nnbcd.compress.accounting.compression_ratios` and, when a
+        layer is pruned, ``true_sparsity`` and ``effective_sparsity``.
+    """
     rec: Dict[str, float] = {f"n_params_{i}": c.n_params for i, c in st.Wt.items()}
     rec.update(compression_ratios(
         [tuple(w.shape) for w in st.W],

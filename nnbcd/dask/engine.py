@@ -14,18 +14,18 @@ from __future__ import annotations
 
 import time
 from itertools import groupby
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from ..backend import Backend
 from ..bcd.blocks import REPORTED_KINDS, WeightStatistics, Workspace
-from ..bcd.loop import Engine, Scored, SweepFailed, _compression_metrics
-from ..bcd.objective import coupling_terms, forward, metrics_from_sums, net_metrics, with_objective
+from ..bcd.loop import Engine, Scored, SweepFailed, deployed_metrics
+from ..bcd.objective import coupling_terms, metrics_from_sums, with_objective
 from ..bcd.state import BCDState, Hyper
 from ..bcd.sweep import block_schedule
 from ..result import Status
-from .shards import ShardStateLost, Weights, add_reports, add_sums, shard_monitor, shard_round
+from .shards import ShardStateLost, Weights, add_reports, add_sums, shard_monitor, shard_round, shard_save
 
 
 class ReducedWorkspace(Workspace):
@@ -93,11 +93,14 @@ class DaskEngine(Engine):
         self._input_statistics: Optional[WeightStatistics] = None
 
     # ---- one round ----------------------------------------------------------------------------------
-    def _submit(self, fn: Callable[..., Any], *args: Any) -> List[Any]:
-        """``fn(shard, round, pending weights, *args)`` on every shard, where it lives."""
+    def _submit(self, fn: Callable[..., Any], *args: Any, send: bool = True) -> List[Any]:
+        """``fn(shard, round, pending weights, *args)`` on every shard, where it lives (with ``send=False``,
+        no weights: they stay pending for the next round)."""
         if self.lost is not None:
             raise SweepFailed(Status.WORKER_LOST, self.lost)
-        weights, self.pending = self.pending, {}
+        weights: Weights = {}
+        if send:
+            weights, self.pending = self.pending, {}
         futures = [self.client.submit(fn, shard, self.rounds, weights, *args, workers=[w], allow_other_workers=False,
                                       pure=False)
                    for shard, w in zip(self.shards, self.workers)]
@@ -134,6 +137,13 @@ class DaskEngine(Engine):
     def _lose(self, message: str) -> None:
         self.lost = message
         raise SweepFailed(Status.WORKER_LOST, message)
+
+    def save(self, directory: str, sweep: int, token: str) -> List[Tuple[int, int]]:
+        """Every shard writes its columns of ``U``, ``V`` for a sharded checkpoint
+        (:func:`~nnbcd.dask.shards.shard_save`); the column ranges written, in shard order. Raises
+        :class:`~nnbcd.bcd.loop.SweepFailed` when a shard is lost."""
+        futures = self._submit(shard_save, directory, sweep, token, send=False)
+        return [tuple(self._result(f)) for f in futures]  # type: ignore[misc]
 
     # ---- Engine -----------------------------------------------------------------------------------------
     def sweep(self, st: BCDState, hp: Hyper, track: bool) -> Dict[str, float]:
@@ -202,11 +212,5 @@ class DaskEngine(Engine):
         rec = with_objective({**total["terms"], **coupling_terms(st, self.be)}, hp)
         rec["bytes_monitor"] = float(self.bytes_sent - sent)  # weights out; the sums back are O(K + L) numbers
         rec.update(metrics_from_sums(total["sums"], hp.kappa))
-        if self.validation is not None:
-            v = self.validation
-            kappa = 1.0 if hp.kappa == 1.0 else 1.0 / v.x.shape[1]
-            out = forward([st.deployed(i) for i in range(st.n_layers)], st.b, v.x, self.be, st.conv, v.patches)
-            rec.update({f"val_{k}": x for k, x in net_metrics(out, v.y, v.labels, kappa, self.be).items()})
-        if st.Wt:
-            rec.update(_compression_metrics(st, self.be, [st.deployed(i) for i in range(st.n_layers)]))
+        rec.update(deployed_metrics(st, hp, self.be, [st.deployed(i) for i in range(st.n_layers)], self.validation))
         return rec

@@ -4,22 +4,23 @@ from __future__ import annotations
 import copy
 import inspect
 import logging
-import warnings
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+import os
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import assert_all_finite
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_array, check_consistent_length, column_or_1d, validate_data
 
 from .. import _validation as val
-from ..bcd.estimator import NNBCD, _INPUT_DTYPES, _check_conv_input, _one_hot
-from ..bcd.loop import Scored, run
+from ..bcd import checkpoint as ckpt
+from ..bcd.estimator import NNBCD, _check_conv_input, _check_resume, _checked_checkpoint, _checkpointer
+from ..bcd.loop import SweepFailed, run
 from ..bcd.state import BCDState, Hyper, Schedules
 from ..result import SolveResult, Status
 from .engine import DaskEngine
-from .shards import initial_weights, make_shard
+from .shards import initial_weights, make_shard, rows_digest
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +40,10 @@ class DaskNNBCD(NNBCD):
     ----------
     hidden_layer_sizes, **params
         As :class:`~nnbcd.NNBCD`. ``w_solve`` may be ``"auto"`` or ``"direct"`` (the W-block takes its Gram
-        form: the push-through form reads U and V); ``warm_start``, ``checkpoint_every`` and
-        ``checkpoint_dir`` are not supported yet (``ValueError`` when set).
+        form: the push-through form reads U and V); ``warm_start`` is not supported yet (``ValueError``).
+        ``checkpoint_every`` / ``checkpoint_dir`` write a sharded checkpoint (each shard its columns of
+        ``U``, ``V``; the client the weights, history and meta, last: :mod:`nnbcd.bcd.checkpoint`), in a
+        directory the workers and the client share.
     client : distributed.Client, optional
         The cluster's client; default the current one (``distributed.default_client()``).
     n_shards : int ≥ 1, optional
@@ -82,10 +85,14 @@ class DaskNNBCD(NNBCD):
                                  "first (e.g. Client(LocalCluster(n_workers=2)))") from None
         if not isinstance(self.client, Client):
             raise TypeError(f"client must be a distributed.Client or None, got {type(self.client).__name__}")
+        if self.client.status != "running":
+            raise ValueError(f"client is {self.client.status}: DaskNNBCD needs a running distributed.Client")
         return self.client
 
-    def _parts(self, client: Any, X: Any, y: Any, workers: List[str]) -> Tuple[List[Any], List[Any], Tuple[int, int]]:
-        """Row blocks of ``X`` and ``y`` as futures, and ``X``'s shape; sets ``classes_``.
+    def _parts(self, client: Any, X: Any, y: Any,
+               workers: List[str]) -> Tuple[List[Any], List[Any], Tuple[int, int], List[Tuple[int, int]]]:
+        """Row blocks of ``X`` and ``y`` as futures, ``X``'s shape and each block's rows ``[start, stop)``;
+        sets ``classes_``.
 
         Raises
         ------
@@ -127,31 +134,27 @@ class DaskNNBCD(NNBCD):
             self.n_features_in_ = X.shape[1]
             xs = client.compute(list(X.to_delayed()[:, 0]))
             ys = client.compute(list(y.to_delayed()))
+            bounds = np.concatenate([[0], np.cumsum(X.chunks[0])]).astype(int)
             shape = X.shape
         else:
-            with val.named_errors("X"):
-                X = validate_data(self, val.to_host(X), dtype=_INPUT_DTYPES)
-            with val.named_errors("y"):
-                y = column_or_1d(val.to_host(y), warn=True)
-                assert_all_finite(y, input_name="y")
-                check_consistent_length(X, y)
-                check_classification_targets(y)
+            X, y = self._checked_data(X, y)
             classes = np.unique(y)
             n = len(workers) if self.n_shards is None else val.check_int(self.n_shards, "n_shards")
             if n > X.shape[0]:
                 raise ValueError(f"n_shards={n} is more than the {X.shape[0]} samples")
             bounds = np.linspace(0, X.shape[0], n + 1).astype(int)
-            xs = [client.scatter(X[a:b], workers=[workers[j % len(workers)]]) for j, (a, b) in
-                  enumerate(zip(bounds[:-1], bounds[1:]))]
-            ys = [client.scatter(y[a:b], workers=[workers[j % len(workers)]]) for j, (a, b) in
-                  enumerate(zip(bounds[:-1], bounds[1:]))]
+            # hash=False: a key made from the content (the default) can be one a previous fit's futures are
+            # releasing, and the new task then fails with "lost dependencies"
+            xs, ys = ([client.scatter(a[lo:hi], workers=[workers[j % len(workers)]], hash=False)
+                       for j, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:]))] for a in (X, y))
             shape = X.shape
         self.classes_ = classes
-        return xs, ys, shape
+        return xs, ys, shape, [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
 
     # ---- fit ---------------------------------------------------------------------------------------------
     def fit(self, X: Any, y: Any, *, X_val: Any = None, y_val: Any = None,
-            callback: Optional[Callable[[SolveResult], Any]] = None) -> "DaskNNBCD":
+            callback: Optional[Callable[[SolveResult], Any]] = None,
+            resume: "str | os.PathLike[str] | None" = None) -> "DaskNNBCD":
         """Run NN-BCD on the cluster for at most ``max_iter`` sweeps.
 
         Parameters
@@ -165,6 +168,14 @@ class DaskNNBCD(NNBCD):
             Validation data, kept and scored on the client (``val_*`` in the history).
         callback : callable, optional
             As :meth:`NNBCD.fit <nnbcd.NNBCD.fit>`.
+        resume : str or path-like, optional
+            A checkpoint, sharded (written by a ``DaskNNBCD`` with ``checkpoint_every``, on any number of
+            shards and workers) or not (written by :class:`~nnbcd.NNBCD`): each shard reads its columns of
+            ``U``, ``V`` from the checkpoint's files that overlap them, and the run continues as
+            :meth:`NNBCD.fit <nnbcd.NNBCD.fit>`'s ``resume`` does. With the checkpointed run's shards the
+            iterates are those of the uninterrupted run bit for bit; with other shards they differ by the
+            rounding of the W-block's sums over the shards (docs/dask.md). ``client`` and ``n_shards``
+            may differ from the checkpointed run's.
 
         Returns
         -------
@@ -173,15 +184,20 @@ class DaskNNBCD(NNBCD):
         Raises
         ------
         ValueError, TypeError
-            Naming the parameter or input that is invalid; ``client`` when there is no client.
+            Naming the parameter or input that is invalid; ``client`` when there is no client; for
+            ``resume``, as :meth:`NNBCD.fit <nnbcd.NNBCD.fit>`, and a sharded checkpoint whose shard files
+            are missing or not those its meta names.
+        FileNotFoundError
+            No checkpoint at ``resume``.
         """
         for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
             delattr(self, attr)
         client = self._client()
         cfg = self._checked_params()
-        for name in ("warm_start", "checkpoint_every", "checkpoint_dir"):
-            if getattr(self, name, None) not in (None, False):
-                raise ValueError(f"{name} is not supported by DaskNNBCD yet (got {getattr(self, name)!r})")
+        if cfg["warm_start"]:
+            raise ValueError("warm_start is not supported by DaskNNBCD yet (got True); to continue a run, "
+                             "use checkpoint_every and fit(..., resume=...)")
+        _check_resume(resume)
         if cfg["w_solve"] == "woodbury":
             raise ValueError("w_solve='woodbury' reads U and V on one machine; DaskNNBCD solves the W-block "
                              "from the shards' Grams: use 'auto' or 'direct'")
@@ -191,12 +207,12 @@ class DaskNNBCD(NNBCD):
         workers = sorted(client.nthreads())
         if not workers:
             raise ValueError("client has no workers")
-        xs, ys, shape = self._parts(client, X, y, workers)
+        xs, ys, shape, ranges = self._parts(client, X, y, workers)
         _check_conv_input(np.empty((0, shape[1])), self.conv)  # reads the number of features only
         first = (shape[1],) if self.conv is None else (self.conv.n_in, self.conv.n_out)
         widths = first + cfg["hidden"] + (len(self.classes_),)
         compress, tau = self._checked_compression(widths)
-        validation = self._scored(X_val, y_val, shape[1], be, dtype)
+        validation, xv, lv = self._validation_data(X_val, y_val, shape[1], be, dtype)
         schedules = Schedules(gamma=cfg["gamma"], rho=cfg["rho"], tau=tau)
         hp = schedules.hyper(Hyper(gamma=0.0, rho=0.0, alpha=cfg["alpha"], alpha_w=cfg["alpha_w"],
                                    alpha_b=cfg["alpha_b"],
@@ -206,62 +222,54 @@ class DaskNNBCD(NNBCD):
         unfitted = copy.copy(self)
         unfitted.client = None  # a client does not travel to the workers
         homes = [workers[j % len(workers)] for j in range(len(xs))]
+        # what a checkpoint must match: the data's fingerprint adds the shards' digests (any sharding)
+        digests = client.gather([client.submit(rows_digest, xf, yf, self.classes_, start, workers=[w], pure=False)
+                                 for xf, yf, w, (start, _) in zip(xs, ys, homes, ranges)])
+        data = ckpt.data_fingerprint(np.sum(digests, axis=0, dtype=np.uint64), *shape,
+                                     self.classes_.astype(str), xv, lv)
+        params, dtype_name = self._resume_params(), str(np.dtype(dtype))
+        # the client reads the weights and history; each shard reads its own columns of U, V
+        saved = None if resume is None else _checked_checkpoint(resume, params, data, dtype_name, columns=False)
         shards = [client.submit(make_shard, unfitted, xf, yf, self.classes_, widths, compress,
-                                schedules.tau_at(1), init, be.name, dtype, cfg["v_solve"], workers=[w],
-                                allow_other_workers=False, pure=False)
-                  for xf, yf, w in zip(xs, ys, homes)]
+                                schedules.tau_at(1), init, be.name, dtype, cfg["v_solve"], cols, saved,
+                                workers=[w], allow_other_workers=False, pure=False)
+                  for xf, yf, w, cols in zip(xs, ys, homes, ranges)]
         del xs, ys  # the shards copied their rows
         engine = None
         try:
-            W, b, Wt = client.submit(initial_weights, shards[0], workers=[homes[0]], pure=False).result()
-            head = BCDState(W=[be.asarray(w, dtype) for w in W], b=[None if v is None else be.asarray(v, dtype)
-                                                                     for v in b],
-                            U=[], V=[], X=None, Y=None, compress=compress, tau=schedules.tau_at(1), Wt=Wt,
-                            conv=self.conv)
-            for i in head.exact_layers:  # an exact layer's W is its compressed copy's array, as in NNBCD
-                head.W[i] = head.Wt[i].dense
+            if saved is None:
+                W, b, Wt = client.submit(initial_weights, shards[0], workers=[homes[0]], pure=False).result()
+                head = BCDState(W=[be.asarray(w, dtype) for w in W],
+                                b=[None if v is None else be.asarray(v, dtype) for v in b],
+                                U=[], V=[], X=None, Y=None, compress=compress, tau=schedules.tau_at(1), Wt=Wt,
+                                conv=self.conv)
+                for i in head.exact_layers:  # an exact layer's W is its compressed copy's array, as in NNBCD
+                    head.W[i] = head.Wt[i].dense
+            else:  # the weights from the checkpoint, as every shard took them
+                head = BCDState(**ckpt.restore(saved.iterate, be), X=None, Y=None, compress=compress,
+                                tau=schedules.tau_at(1), conv=self.conv)
+                head.sweep = saved.iterate.sweep
             engine = DaskEngine(client, shards, homes, head, be, validation)
             result = run(head, hp, be, None, labels=None, validation=None, max_iter=cfg["max_iter"],
                          tol=cfg["tol"], monitor_every=cfg["monitor_every"], callback=callback,
-                         verbose=cfg["verbose"], schedules=schedules, engine=engine)
+                         verbose=cfg["verbose"], schedules=schedules, engine=engine,
+                         start=None if saved is None else saved.progress,
+                         checkpoint=_checkpointer(cfg, be, params, data, dtype_name,
+                                                  columns=_shard_writer(engine, shape[0])))
         finally:  # the shards' U, V leave the workers' memory
             for shard in shards:
                 shard.release()
-        if result.status == Status.INTERRUPTED:
-            logger.warning("DaskNNBCD.fit was interrupted (KeyboardInterrupt) after %d complete sweeps; the last "
-                           "complete iterate is kept (result_.status %d).", result.nit, result.status)
         if result.status == Status.WORKER_LOST:
             logger.warning("DaskNNBCD.fit lost a worker after %d complete sweeps (%s); the last complete "
                            "iterate is kept (result_.status %d).", result.nit, engine.lost, result.status)
-        if cfg["tol"] is not None and result.status == Status.MAX_ITER:
-            warnings.warn(f"DaskNNBCD reached max_iter={cfg['max_iter']} before the relative objective change "
-                          f"fell below tol={cfg['tol']}; increase max_iter or tol.", ConvergenceWarning,
-                          stacklevel=2)
-        self.result_ = result
-        self.state_ = head
-        self.backend_ = be
         self.n_shards_ = len(shards)
-        self.coefs_ = [be.to_numpy(w) for w in result.x["W_deployed"]]
-        self.intercepts_ = [None if v is None else be.to_numpy(v) for v in result.x["b"]]
-        self.n_iter_ = result.nit
-        return self
+        return self._finish(result, head, be, cfg)
 
-    def _scored(self, X_val: Any, y_val: Any, n_features: int, be: Any, dtype: Any) -> Optional[Scored]:
-        """Validation data on the client's backend, checked as :meth:`NNBCD.fit <nnbcd.NNBCD.fit>` does."""
-        if (X_val is None) != (y_val is None):
-            raise ValueError("pass both X_val and y_val, or neither")
-        if X_val is None:
-            return None
-        with val.named_errors("X_val"):
-            xv = check_array(val.to_host(X_val), dtype=_INPUT_DTYPES, input_name="X_val")
-        if xv.shape[1] != n_features:
-            raise ValueError(f"X_val has {xv.shape[1]} features but X has {n_features}")
-        lv = self._validation_labels(y_val)
-        with val.named_errors("y_val"):
-            check_consistent_length(xv, lv)
-        x_cols = be.asarray(xv.T, dtype)
-        return Scored(x_cols, be.asarray(_one_hot(lv, len(self.classes_)), dtype), be.xp.asarray(lv),
-                      None if self.conv is None else self.conv.patches(x_cols, be))
+    def _resume_params(self) -> Dict[str, Any]:
+        """As :class:`~nnbcd.NNBCD`'s, without ``client`` and ``n_shards``: a checkpoint resumes on any
+        cluster and sharding, and one of either estimator resumes with the other."""
+        return ckpt.plain_params({k: v for k, v in self.get_params(deep=False).items()
+                                  if k not in ("client", "n_shards")})
 
     # ---- inference on dask arrays -----------------------------------------------------------------------------
     def _outputs(self, X: Any) -> Any:
@@ -292,6 +300,23 @@ class DaskNNBCD(NNBCD):
         if not isinstance(out, np.ndarray):
             return out.map_blocks(lambda o: classes[o.argmax(axis=1)], drop_axis=1, dtype=classes.dtype)
         return classes[out.argmax(axis=1)]
+
+
+def _shard_writer(engine: DaskEngine, n_samples: int) -> Callable[[BCDState, Path], Optional[ckpt.ShardSet]]:
+    """The ``columns`` hook of :func:`~nnbcd.bcd.estimator._checkpointer`: every shard writes its columns of
+    ``U``, ``V`` (in a new folder, under a new token); ``None`` (no checkpoint this time, the previous one
+    stays whole) when a shard is lost — the next sweep then ends the run with status 5."""
+    def write(st: BCDState, directory: Path) -> Optional[ckpt.ShardSet]:
+        token = uuid.uuid4().hex[:12]
+        try:
+            ranges = engine.save(str(directory), st.sweep, token)
+        except SweepFailed as exc:
+            logger.warning("DaskNNBCD: no checkpoint after sweep %d, a shard could not write its columns (%s)",
+                           st.sweep, exc)
+            return None
+        return ckpt.ShardSet(folder=ckpt.shard_folder(st.sweep, token), ranges=ranges, token=token,
+                             n_samples=n_samples)
+    return write
 
 
 def _signature() -> inspect.Signature:

@@ -13,6 +13,7 @@ of silently restarting from the initial iterate.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -22,6 +23,7 @@ from sklearn.utils import assert_all_finite
 
 from .. import _validation as val
 from ..backend import Backend, get_backend
+from ..bcd import checkpoint as ckpt
 from ..bcd.blocks import BLOCK_TABLE, REPORTED_KINDS, WeightStatistics, Workspace
 from ..bcd.objective import forward, metric_sums, sample_terms
 from ..bcd.state import BCDState, Hyper
@@ -51,6 +53,8 @@ class Shard:
         Class indices of the shard's samples, on the backend.
     backend : str
         The backend's name (the shard's arrays live on it).
+    start, stop : int
+        The shard's samples are columns ``start..stop-1`` of the whole data (named in its checkpoint files).
     rounds : int
         Tasks applied so far (checked by every task).
     input_statistics_sent : bool
@@ -61,6 +65,8 @@ class Shard:
     ws: Workspace
     labels: Any
     backend: str
+    start: int
+    stop: int
     rounds: int = 0
     input_statistics_sent: bool = False
 
@@ -100,8 +106,9 @@ class Report:
 
 def make_shard(estimator: Any, x: Any, y: Any, classes: np.ndarray, widths: Tuple[int, ...],
                compress: Dict[int, Any], tau: Dict[int, float], init: Dict[str, Any], backend: str,
-               dtype: Any, v_solve: str) -> Shard:
-    """Build a shard's initial state exactly as :class:`~nnbcd.NNBCD` builds the whole one.
+               dtype: Any, v_solve: str, columns: Tuple[int, int], resume: Optional[ckpt.Checkpoint] = None) -> Shard:
+    """Build a shard's initial state exactly as :class:`~nnbcd.NNBCD` builds the whole one, or its state
+    resumed from a checkpoint.
 
     Parameters
     ----------
@@ -123,6 +130,12 @@ def make_shard(estimator: Any, x: Any, y: Any, classes: np.ndarray, widths: Tupl
     backend : str
     dtype : numpy dtype
     v_solve : {"auto", "direct", "woodbury"}
+    columns : (int, int)
+        The shard's samples' range ``[start, stop)`` in the whole data.
+    resume : Checkpoint, optional
+        Loaded without its columns (:func:`~nnbcd.bcd.checkpoint.load` with ``columns=False``): the
+        shard takes its weights and reads its columns of ``U``, ``V`` from the checkpoint's files
+        (:func:`~nnbcd.bcd.checkpoint.load_columns`), whatever the sharding that wrote them.
 
     Returns
     -------
@@ -146,9 +159,50 @@ def make_shard(estimator: Any, x: Any, y: Any, classes: np.ndarray, widths: Tupl
         raise ValueError("y has labels that are not among its classes (non-finite or changed while fitting)")
     onehot = np.zeros((len(classes), y.shape[0]))
     onehot[labels, np.arange(y.shape[0])] = 1.0
+    start, stop = columns
+    iterate = None
+    if resume is not None:
+        U, V = ckpt.load_columns(resume, start, stop)
+        iterate = dataclasses.replace(resume.iterate, U=U, V=V)
     st = estimator._state(widths, compress, tau, be, be.asarray(np.ascontiguousarray(x.T), dtype),
-                          be.asarray(onehot, dtype), init, None)
-    return Shard(st=st, ws=Workspace(st, be, v_solve, "direct"), labels=be.xp.asarray(labels), backend=backend)
+                          be.asarray(onehot, dtype), init, iterate)
+    return Shard(st=st, ws=Workspace(st, be, v_solve, "direct"), labels=be.xp.asarray(labels), backend=backend,
+                 start=start, stop=stop)
+
+
+def rows_digest(x: Any, y: Any, classes: np.ndarray, start: int) -> np.ndarray:
+    """:func:`~nnbcd.bcd.checkpoint.row_digest` of a block of rows ``x`` with labels ``y`` (values of
+    ``classes``), the first being row ``start`` of the whole data: the client adds the blocks' digests."""
+    return ckpt.row_digest(np.asarray(x), np.searchsorted(classes, np.asarray(y).ravel()), start)
+
+
+def shard_save(shard: Shard, expected: int, weights: Weights, directory: str, sweep: int,
+               token: str) -> Tuple[int, int]:
+    """Write the shard's columns of ``U`` and ``V`` for a sharded checkpoint
+    (:func:`~nnbcd.bcd.checkpoint.save_columns`), after a complete sweep.
+
+    Parameters
+    ----------
+    shard, expected, weights
+        As :func:`shard_monitor`.
+    directory : str
+        The checkpoint's directory, on a file system the workers and the client share.
+    sweep : int
+        The complete sweeps of the iterate (the client counts them).
+    token : str
+        The save's token.
+
+    Returns
+    -------
+    (int, int)
+        The column range written.
+    """
+    _check_round(shard, expected)
+    _apply(shard, weights)
+    host = shard.be.to_numpy
+    ckpt.save_columns(directory, sweep, token, shard.start, shard.stop, [host(u) for u in shard.st.U],
+                      [host(v) for v in shard.st.V])
+    return shard.start, shard.stop
 
 
 def _check_round(shard: Shard, expected: int) -> None:
