@@ -47,6 +47,23 @@ def test_gram_and_cholesky_solves(backend, rng, dtype):
     assert x.dtype == y.dtype == np.dtype(dtype)
 
 
+@pytest.mark.parametrize("name", ["numpy", "numba"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("layout", ["C", "F"])
+def test_gram_is_exactly_symmetric_across_mirror_tiles(rng, name, dtype, layout):
+    """700 rows: five whole 128-tiles of the mirror and a partial one, diagonal and off-diagonal."""
+    be = get_backend(name)
+    v = rng.standard_normal((700, 300)).astype(dtype)
+    if layout == "F":
+        v = np.asfortranarray(v)
+    g = be.gram(v)
+    assert g.shape == (700, 700) and g.dtype == np.dtype(dtype) and g.flags.c_contiguous
+    np.testing.assert_array_equal(g, g.T)
+    ref = v.astype(np.float64) @ v.T.astype(np.float64)
+    tol = 1e-4 if dtype == "float32" else 1e-11
+    np.testing.assert_allclose(g, ref, rtol=tol, atol=tol * np.abs(ref).max())
+
+
 def test_cholesky_rejects_indefinite(backend):
     with pytest.raises(np.linalg.LinAlgError, match="positive definite"):
         backend.cho_factor(backend.asarray(np.array([[1.0, 2.0], [2.0, 1.0]])))

@@ -119,7 +119,8 @@ def test_short_run_writes_the_report(short_report):
 def test_short_run_values(short_report):
     _, out = short_report
     rows = [r for r in json.loads((out / "bench.json").read_text())["sweeps"] if r["backend"] in ("numpy", "naive")]
-    expected = {(v, "numpy", d) for v in ("dense", "tt", "prune") for d in ("float32", "float64")}
+    expected = {(v, "numpy", d) for v in ("dense", "tt", "prune", "tt_cores", "prune_masked")
+                for d in ("float32", "float64")}
     expected |= {("dense", "naive", d) for d in ("float32", "float64")}
     assert {(r["variant"], r["backend"], r["dtype"]) for r in rows} == expected
     numpy_dense = {r["dtype"]: r["sweep_s"] for r in rows if (r["backend"], r["variant"]) == ("numpy", "dense")}
@@ -133,14 +134,22 @@ def test_short_run_values(short_report):
         assert r["blas_threads"] == 1  # 2·256·256·1347 = 1.8e8 FLOPs < 1e9 per thread
         if r["variant"] == "dense":
             assert r["speedup_vs_numpy"] == pytest.approx(numpy_dense[r["dtype"]] / r["sweep_s"], rel=1e-9)
+        if r["variant"] in ("tt_cores", "prune_masked"):  # over the projection variant it replaces
+            twin = next(t for t in rows if (t["variant"], t["backend"], t["dtype"]) == (
+                r["variant"].split("_")[0], r["backend"], r["dtype"]))
+            assert r["vs_projection"] == pytest.approx(r["sweep_s"] / twin["sweep_s"], rel=1e-9)
+        else:
+            assert "vs_projection" not in r
         if r["backend"] == "numpy":
             blocks = r["blocks_s"]
             assert set(blocks) >= {"time_V", "time_U", "time_W", "time_comp"}
             # one timed sweep: its blocks ran inside it
             assert sum(blocks.values()) <= r["sweep_s"] * (1 + 1e-9)
-            assert (blocks["time_comp"] > 0) == (r["variant"] != "dense")
+            # the exact blocks have no projection step: their W-block is the compressed form's solve
+            assert (blocks["time_comp"] > 0) == (r["variant"] in ("tt", "prune"))
     md = (out / "report.md").read_text()
     assert "| digits | tt | numpy | float32 | 1347 |" in md and "![blocks](blocks.png)" in md
+    assert "| vs projection |" in md and "| digits | tt_cores | numpy | float32 | 1347 |" in md
 
 
 def test_compare_ratios(short_report, tmp_path, capsys):
@@ -233,6 +242,7 @@ def test_cupy_path_on_the_numpy_standin(tmp_path):
     standin = SCRIPT[:SCRIPT.index("import nnbcd\n")]
     script = standin + f"""
 cupy.__version__ = "13.0.0-standin"
+cupy.linalg.qr, cupy.linalg.solve = np.linalg.qr, np.linalg.solve  # the exact blocks' (tt_cores, prune_masked)
 cupy.cuda.runtime.getDeviceProperties = lambda i: {{"name": b"Stand-in GPU", "totalGlobalMem": 80 * 2 ** 30,
                                                     "major": 9, "minor": 0}}
 cupy.cuda.runtime.driverGetVersion = lambda: 12040
@@ -256,7 +266,7 @@ sys.exit(main(["bench", "--backends", "numpy,cupy", "--only", "digits,topk", "--
         "Stand-in GPU", 80.0, "9.0", "12.4", "12.2")
     assert gpu["relu_prox_kernel"] == "RuntimeError: kernel disabled by the test"
     cupy_rows = [r for r in report["sweeps"] if r["backend"] == "cupy"]
-    assert len(cupy_rows) == 6 and all(r["sweep_s"] > 0 and "speedup_vs_numpy" in r for r in cupy_rows)
+    assert len(cupy_rows) == 10 and all(r["sweep_s"] > 0 and "speedup_vs_numpy" in r for r in cupy_rows)
     assert {r["backend"] for r in report["topk"]} == {"numpy", "cupy"} and all(r["same"] for r in report["topk"])
     assert "GPU: Stand-in GPU (80.0 GiB, compute 9.0), driver CUDA 12.4, runtime CUDA 12.2" in (
         tmp_path / "report.md").read_text()

@@ -1,7 +1,7 @@
 """The W/V blocks' Cholesky factorisations run on one BLAS thread when the thread policy gives them one."""
 import pytest
 
-from nnbcd.bcd.blocks import factor_threads
+from nnbcd.backend.threads import factor_threads
 
 threadpoolctl = pytest.importorskip("threadpoolctl")
 

@@ -29,6 +29,29 @@ def _same_buffer(a: Any, b: Any) -> bool:
     return a.__array_interface__["data"][0] == b.__array_interface__["data"][0] and a.strides == b.strides
 
 
+#: side of the square tiles :func:`_mirror_lower` copies: a source and a destination tile (2 × 128 KiB in
+#: float64) stay in the L2 cache while one is read transposed (measured at n = 5408, one thread: tiles of
+#: 64-128 and 512 alike, 256 up to 1.7x slower in float64, the untiled ``c + c.T`` 3.5-5x slower)
+_MIRROR_TILE = 128
+
+
+def _mirror_lower(c: Any) -> Any:
+    """Copy the lower triangle of the square C-ordered ``c`` onto its upper triangle, in place; returns ``c``.
+
+    A transposed copy of the whole triangle reads one element per cache line (and per page, at large n);
+    tile by tile, each transposed tile is read from cache.
+    """
+    n, t = c.shape[0], _MIRROR_TILE
+    for i0 in range(0, n, t):
+        i1 = min(i0 + t, n)
+        diag = c[i0:i1, i0:i1]
+        diag[...] = np.tril(diag) + np.tril(diag, -1).T
+        for j0 in range(i1, n, t):  # the tiles right of the diagonal one, from those below it
+            j1 = min(j0 + t, n)
+            c[i0:i1, j0:j1] = c[j0:j1, i0:i1].T
+    return c
+
+
 class NumpyBackend(Backend):
     """numpy arrays; BLAS ``gemm``/``syrk``/``trsm`` and LAPACK ``potrf``/``gesdd``/``syevd`` from scipy."""
 
@@ -58,12 +81,13 @@ class NumpyBackend(Backend):
         return out
 
     def gram(self, a: Any) -> Any:
-        """:math:`A A^T` (full symmetric) by BLAS ``syrk``: half the FLOPs of a GEMM."""
-        c = self._syrk_upper(a, 1.0)
-        full = c + c.T  # c holds the upper triangle (Fortran order) and zeros below
-        idx = np.arange(full.shape[0])
-        full[idx, idx] = c[idx, idx]
-        return full
+        """:math:`A A^T` (full symmetric, C-contiguous) by BLAS ``syrk``: half the FLOPs of a GEMM.
+
+        ``syrk`` fills one triangle; :func:`_mirror_lower` copies it onto the other in place, tile by tile
+        (5408×6000 float32, one thread: syrk 0.92 s, the tiled mirror 0.03-0.06 s, ``c + c.T`` 0.41 s).
+        """
+        # the upper triangle of the Fortran-ordered result is the lower triangle of its C-ordered transpose
+        return _mirror_lower(self._syrk_upper(a, 1.0).T)
 
     def cho_factor_gram(self, a: Any, scale: float, shift: float) -> Any:
         r"""Cholesky factor of :math:`\text{shift}\,I + \text{scale}\,AA^T` straight from ``syrk``'s

@@ -23,12 +23,11 @@ push-through identity is solved is chosen by FLOP count (spec §4).
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
-from typing import Any, Callable, Collection, ContextManager, Dict, List, Optional, Tuple
+from typing import Any, Callable, Collection, Dict, Optional, Tuple
 
 from ..backend import Backend
-from ..backend.threads import blas_threads
+from ..backend.threads import factor_threads
 from ..compress.masked import BiasTerm
 from .state import BCDState, Hyper
 
@@ -99,37 +98,6 @@ class Workspace:
         instead (``nnbcd.dask``); every Gram-form W-block reads its data through this method.
         """
         return weight_statistics(st, i, be, self)
-
-
-_CONTROLLER: List[Any] = []  # one threadpoolctl controller, made on first use (scanning the libraries takes ~1 ms)
-
-
-def factor_threads(n: int) -> ContextManager[Any]:
-    r"""Scope a Cholesky of size ``n`` (and the Gram it is made from) to one BLAS thread when the thread
-    policy gives its :math:`n^3/3` FLOPs one (:func:`nnbcd.backend.threads.blas_threads`); else no change.
-
-    LAPACK's ``potrf`` ends every panel step in a barrier, so a factorisation split over threads stalls
-    whenever one of them is descheduled: on 2 cores with one busy, a float32 ``potrf`` of size 1024 took
-    0.63 s with two OpenBLAS threads and 0.005 s with one (0.003 s with two on idle cores). A sweep of
-    the MNIST CNN factors four such systems. Only lowers the thread count: the enclosing limit (``n_jobs``,
-    the fit's policy) applies otherwise.
-
-    Parameters
-    ----------
-    n : int
-        Size of the SPD system.
-
-    Returns
-    -------
-    context manager
-    """
-    if blas_threads(n ** 3 / 3.0) > 1:
-        return contextlib.nullcontext()
-    if not _CONTROLLER:
-        from threadpoolctl import ThreadpoolController
-
-        _CONTROLLER.append(ThreadpoolController())
-    return _CONTROLLER[0].limit(limits=1, user_api="blas")
 
 
 _UPDATE_PARAMETERS = """

@@ -56,9 +56,10 @@ def section_tables(report: Dict[str, Any], markdown: bool) -> List[str]:
     sweeps = report.get("sweeps", [])
     add("NN-BCD sweep (seconds per sweep; floor = sweep FLOPs / GEMM peak measured in the same run)",
         ["network", "variant", "backend", "dtype", "N", "sweep s", "floor s", "time/floor", "vs numpy",
-         "BLAS threads", "per block s"],
+         "vs projection", "BLAS threads", "per block s"],
         [[r["workload"], r["variant"], r["backend"], r["dtype"], r["n"], r["sweep_s"], r["floor_s"],
-          r["time_over_floor"], r.get("speedup_vs_numpy"), r["blas_threads"], _blocks(r)] for r in sweeps])
+          r["time_over_floor"], r.get("speedup_vs_numpy"), r.get("vs_projection"), r["blas_threads"], _blocks(r)]
+         for r in sweeps])
     add("Scaling of the dense sweep",
         ["network", "axis", "N", "width", "backend", "dtype", "sweep s", "time/floor", "vs numpy"],
         [[r["workload"], r["axis"], r["n"], r["width"], r["backend"], r["dtype"], r["sweep_s"],

@@ -12,7 +12,7 @@ from ..backend import BackendUnavailableError, get_backend
 from ..backend.threads import blas_threads
 from . import report as rep
 from .plots import plot_report
-from .sweeps import speedups, time_naive, time_scaling, time_sweep
+from .sweeps import projection_ratios, speedups, time_naive, time_scaling, time_sweep
 from .timing import Clock, _json_default
 from .workloads import SIZES, workloads
 
@@ -170,6 +170,7 @@ def run_bench(backends: Sequence[str], size: str, out: Path, repeats: Optional[i
         report["tasks"].append({"what": label, **task_clock.read()})
     for section in ("sweeps", "scaling"):
         speedups(report.get(section, []))
+    projection_ratios(report.get("sweeps", []))
     report["machine"] = machine_info()  # after the run: every BLAS and OpenMP pool it loaded is listed
     report["machine"]["cpu"]["load_1min_start"] = load_start
     if "cupy" in avail:

@@ -18,7 +18,7 @@ from ..backend.threads import blas_thread_limit
 from ..bcd.state import Hyper
 from ..ops import relu_prox
 from .timing import gemm_rate, median_time
-from .workloads import Workload
+from .workloads import PROJECTION_OF, Workload
 
 
 class _StopAfter:
@@ -61,7 +61,7 @@ def sweep_times(workload: Workload, variant: str, backend: str, dtype: str, repe
     ----------
     workload : Workload
     variant : str
-        ``dense``, ``tt`` or ``prune`` (a key of ``workload.variants``).
+        A key of ``workload.variants`` (``dense``, ``tt``, ``prune``, ``tt_cores``, ``prune_masked``).
     backend : {"numpy", "numba", "cupy"}
     dtype : {"float32", "float64"}
     repeats : int
@@ -210,3 +210,15 @@ def speedups(rows: List[Dict[str, Any]], base: str = "numpy") -> None:
     for r in rows:
         if key(r) in ref:
             r[f"speedup_vs_{base}"] = ref[key(r)] / r["sweep_s"]
+
+
+def projection_ratios(rows: List[Dict[str, Any]]) -> None:
+    """Add ``vs_projection`` (the row's sweep time / its projection twin's) to each exact-block row
+    (variant ``tt_cores`` or ``prune_masked``, :data:`~nnbcd.bench.workloads.PROJECTION_OF`) that has the
+    twin (same workload, N, backend, dtype, variant ``tt`` / ``prune``), in place."""
+    ref = {(r["workload"], r["n"], r["backend"], r["dtype"], r["variant"]): r["sweep_s"] for r in rows}
+    for r in rows:
+        base = PROJECTION_OF.get(r["variant"])
+        key = (r["workload"], r["n"], r["backend"], r["dtype"], base)
+        if base is not None and key in ref:
+            r["vs_projection"] = r["sweep_s"] / ref[key]

@@ -7,7 +7,9 @@ HAR at a quarter of the width (561-256-256-256-128-6, N = 1024) and a CNN on 14�
 576-256-256-10, N = 1000).
 The data are synthetic (uniform inputs, uniform labels): a sweep's cost does not depend on the values.
 Each network comes in the variants ``dense``, ``tt`` (TT-SVD at the presets' ranks) and, for the MLPs,
-``prune`` (90 % top-k); the hyperparameters are those of the presets in ``solvers/``.
+``prune`` (90 % top-k), the paper's projection blocks, and ``tt_cores`` / ``prune_masked``, the exact blocks
+on the compressed form (``TT(block="cores")``, ``Prune(block="masked")``) that replace them
+(:data:`PROJECTION_OF` pairs them); the hyperparameters are those of the presets in ``solvers/``.
 """
 from __future__ import annotations
 
@@ -28,6 +30,9 @@ SIZES = ("small", "paper")
 #: a variant: a factory of the ``compress`` dict (fresh spec objects per fit) and τ
 Variant = Tuple[Optional[Callable[[], Dict[int, Compression]]], float]
 
+#: each exact-block variant and the projection variant it replaces (the ``vs_projection`` ratio's base)
+PROJECTION_OF = {"tt_cores": "tt", "prune_masked": "prune"}
+
 
 @dataclass(frozen=True)
 class Workload:
@@ -46,7 +51,7 @@ class Workload:
     n : int
         N, the training samples.
     variants : dict of str to Variant
-        ``dense``, ``tt``, ``prune``: the compression factory and τ.
+        ``dense``, ``tt``, ``prune``, ``tt_cores``, ``prune_masked``: the compression factory and τ.
     params : dict
         Further :class:`~nnbcd.NNBCD` parameters (γ, ρ, α, init, ...).
     conv : InputConv2d, optional
@@ -106,8 +111,8 @@ def _tt_specs(layers: Dict[int, Dict[str, Any]]) -> Dict[int, Compression]:
     return {i: TT(**kw) for i, kw in layers.items()}
 
 
-def _prune_specs(layers: Tuple[int, ...]) -> Dict[int, Compression]:
-    return {i: Prune(0.9) for i in layers}
+def _prune_specs(layers: Tuple[int, ...], block: str) -> Dict[int, Compression]:
+    return {i: Prune(0.9, block=block) for i in layers}
 
 
 # factories as partials of module-level functions, so that a Workload pickles (the two-runs-at-once workers)
@@ -115,16 +120,19 @@ def _tt(layers: Dict[int, Dict[str, Any]]) -> Callable[[], Dict[int, Compression
     return functools.partial(_tt_specs, layers)
 
 
-def _prune(layers: Tuple[int, ...]) -> Callable[[], Dict[int, Compression]]:
-    return functools.partial(_prune_specs, layers)
+def _prune(layers: Tuple[int, ...], block: str = "projection") -> Callable[[], Dict[int, Compression]]:
+    return functools.partial(_prune_specs, layers, block=block)
 
 
 def digits() -> Workload:
     """digits (solvers/digits*.toml): 64-256-256-10, N = 1347; TT r = 80 (TT-matrix layout) and 90 % pruning
-    on layers 0 and 1, τ = 20."""
+    on layers 0 and 1, τ = 20; ``tt_cores``: solvers/digits_tt_cr10.toml's exact TT-matrix cores (ranks 13 /
+    11), ``prune_masked``: the masked block at 90 %."""
     tt = {i: dict(rank=80, layout="matrix", rank_initial=400) for i in (0, 1)}
+    cores = {0: dict(rank=13, layout="matrix", block="cores"), 1: dict(rank=11, layout="matrix", block="cores")}
     return Workload("digits", 64, (256, 256), 10, 1347,
-                    {"dense": (None, 0.0), "tt": (_tt(tt), 20.0), "prune": (_prune((0, 1)), 20.0)},
+                    {"dense": (None, 0.0), "tt": (_tt(tt), 20.0), "prune": (_prune((0, 1)), 20.0),
+                     "tt_cores": (_tt(cores), 20.0), "prune_masked": (_prune((0, 1), "masked"), 20.0)},
                     dict(gamma=0.5, rho=0.5, alpha=1.0))
 
 
@@ -136,7 +144,8 @@ def digits_tt_preset() -> Workload:
 
 
 def har(size: str) -> Workload:
-    """HAR (solvers/har_tt.toml): TT r = 80 and 90 % pruning on layers 0..3, τ = 5, init scale 0.2.
+    """HAR (solvers/har_tt.toml): TT r = 80 and 90 % pruning on layers 0..3, τ = 5, init scale 0.2;
+    ``tt_cores`` / ``prune_masked``: the exact blocks at the same r = 80 (the cores' default modes) and 90 %.
 
     ``paper``: 561-1024-1024-1024-512-6, N = 7352, the reference's reshape modes, initial rank 400.
     ``small``: 561-256-256-256-128-6 (a quarter of the width), N = 1024, the default modes.
@@ -149,8 +158,10 @@ def har(size: str) -> Workload:
     else:
         tt = {i: dict(rank=80) for i in range(4)}
         hidden, n = (256, 256, 256, 128), 1024
+    cores = {i: dict(rank=80, block="cores") for i in range(4)}
     return Workload("har", 561, hidden, 6, n,
-                    {"dense": (None, 0.0), "tt": (_tt(tt), 5.0), "prune": (_prune((0, 1, 2, 3)), 5.0)},
+                    {"dense": (None, 0.0), "tt": (_tt(tt), 5.0), "prune": (_prune((0, 1, 2, 3)), 5.0),
+                     "tt_cores": (_tt(cores), 5.0), "prune_masked": (_prune((0, 1, 2, 3), "masked"), 5.0)},
                     dict(gamma=0.5, rho=0.5, alpha=1.0, init_scale=0.2))
 
 
