@@ -356,21 +356,8 @@ def load_preset(path: "str | Path", overrides: Optional[Sequence[str]] = None) -
 
 
 def ensure_out_dir(out_dir: "str | Path") -> Path:
-    """Create the output directory and make sure files can be written into it, before any training.
-
-    Parameters
-    ----------
-    out_dir : str or Path
-
-    Returns
-    -------
-    Path
-
-    Raises
-    ------
-    OSError
-        The directory cannot be created or written to; the message names it.
-    """
+    """:func:`nnbcd._validation.writable_dir` for a run's results directory, before any training (the
+    ``OSError`` names it as the results directory)."""
     return writable_dir(out_dir, f"results directory {str(out_dir)!r}")
 
 
