@@ -17,7 +17,7 @@ from typing import List, Optional
 from .result import Status
 from .runners import run_preset
 from .runners.nnbcd import load_resolved
-from .runners.schema import load_preset
+from .runners.schema import apply_overrides, load_preset
 
 __all__ = ["EXIT_INTERRUPTED", "main"]
 
@@ -28,11 +28,11 @@ EXIT_INTERRUPTED = 130
 
 def _cmd_solve(args: argparse.Namespace) -> int:
     if args.resume is not None:
-        if args.preset is not None or args.set or args.out is not None:
-            raise ValueError("--resume DIR takes no PRESET, --set or --out: the run continues with the preset "
-                             "stored in DIR, into DIR")
+        if args.preset is not None or args.out is not None:
+            raise ValueError("--resume DIR takes no PRESET or --out: the run continues with the preset stored in "
+                             "DIR, into DIR (--set may change what a resumed run may change, e.g. fit.max_iter)")
         out = args.resume
-        cfg = load_resolved(out)
+        cfg = apply_overrides(load_resolved(out), args.set)
     elif args.preset is None:
         raise ValueError("solve needs a PRESET (a TOML file) or --resume DIR")
     else:

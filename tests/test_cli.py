@@ -282,6 +282,22 @@ def test_resumed_solve_writes_the_uninterrupted_result(tmp_path, monkeypatch, ca
     assert capsys.readouterr().err.count("interrupted") == 1
 
 
+
+def test_resume_with_set_runs_longer_and_refuses_other_changes(tmp_path, capsys):
+    settings = ("fit.checkpoint_every=2", "model.hidden_layer_sizes=[32]")
+    assert _solve("digits.toml", tmp_path / "whole", "fit.max_iter=6", *settings) == 0
+    whole = json.loads((tmp_path / "whole" / "result.json").read_text())
+    assert _solve("digits.toml", tmp_path / "short", "fit.max_iter=4", *settings) == 0
+    stored = (tmp_path / "short" / "preset.json").read_bytes()
+    # a change the checkpoint does not allow is refused by name, and the stored preset is kept
+    assert main(["solve", "--resume", str(tmp_path / "short"), "--set", "model.gamma=0.7", "--quiet"]) == 2
+    assert "gamma" in capsys.readouterr().err
+    assert (tmp_path / "short" / "preset.json").read_bytes() == stored
+    assert main(["solve", "--resume", str(tmp_path / "short"), "--set", "fit.max_iter=6", "--quiet"]) == 0
+    resumed = json.loads((tmp_path / "short" / "result.json").read_text())
+    assert resumed["nit"] == 6 and _without_times(resumed) == _without_times(whole)
+    assert json.loads((tmp_path / "short" / "preset.json").read_text())["fit"]["max_iter"] == 6
+
 def test_a_rerun_into_a_used_out_leaves_nothing_stale(tmp_path, monkeypatch):
     assert _solve("digits.toml", tmp_path, "fit.max_iter=2", "fit.checkpoint_every=1") == 0
     assert {p.name for p in tmp_path.iterdir()} == {"preset.json", "checkpoint.npz", "result.json", "convergence.png"}
@@ -307,7 +323,7 @@ def test_a_refused_rerun_keeps_the_earlier_run(tmp_path, typo):
 @pytest.mark.parametrize("argv,match", [
     (["--resume", "{tmp}"], "preset.json"),
     (["solvers/digits.toml", "--resume", "{tmp}"], "--resume"),
-    (["--resume", "{tmp}", "--set", "fit.max_iter=3"], "--resume"),
+    (["--resume", "{tmp}", "--out", "{tmp}"], "--resume"),
     ([], "PRESET"),
 ])
 def test_resume_arguments_are_checked(tmp_path, capsys, argv, match, monkeypatch):

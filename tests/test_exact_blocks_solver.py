@@ -439,3 +439,13 @@ def test_exact_from_arguments():
     with pytest.raises(ValueError, match="exact_from"):
         Prune(0.5, block="masked", exact_from=0)
     TT(rank=4, block="cores", rank_initial=30, exact_from=5)  # the warm-up's initial copy may be wider
+
+
+@pytest.mark.parametrize("spec,warned", [
+    (TT(rank=4), True),  # a projection block with τ = 0 never acts on the weights
+    (TT(rank=4, block="cores", exact_from=3), False),  # an uncoupled warm-up before the exact block is meant
+])
+def test_tau_zero_warns_only_for_projection_blocks(digits, caplog, spec, warned):
+    with caplog.at_level("WARNING", logger="nnbcd.bcd.estimator"):
+        _fit(digits, compress={1: spec}, it=2, tau=0.0)
+    assert ("tau is 0" in caplog.text) == warned

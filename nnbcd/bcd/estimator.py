@@ -311,7 +311,9 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         else:
             t = _scheduled(self.tau, "tau", allow_zero=True)
             tau = {i: t for i in coupled}
-        if coupled and not any(tau.values()) and not all(compress[i].replaces_weight for i in coupled):
+        # a warm-up before an exact block (exact_from > 1) may run uncoupled on purpose
+        projected = [i for i in coupled if not compress[i].exact]
+        if projected and not any(tau[i] for i in projected) and not all(compress[i].replaces_weight for i in projected):
             logger.warning("compress is set but tau is 0: the compressed copies do not act on the weights")
         return compress, tau
 

@@ -255,6 +255,8 @@ def run(config: Mapping[str, Any], out_dir: "str | Path", *, quiet: bool = False
         write_json(out / PRESET_FILE, dict(config))
     Xtr, ytr, Xte, yte = load_data(preset.data)
     model.fit(Xtr, ytr, X_val=Xte, y_val=yte, resume=out if resume else None)
+    if resume:  # the checkpoint accepted the run's --set changes (max_iter, ...): a later resume takes them
+        write_json(out / PRESET_FILE, dict(config))
     res = model.result_
     res.to_json(str(out / "result.json"))
     plot_convergence(res, str(out / "convergence.png"))

@@ -32,7 +32,7 @@ from ..data import load_dataset
 from .._validation import writable_dir
 from ..result import write_json_atomic
 
-__all__ = ["DATA_FIELDS", "Field", "Preset", "TOP_KEYS", "boolean", "check_keys", "ensure_out_dir",
+__all__ = ["DATA_FIELDS", "Field", "Preset", "TOP_KEYS", "apply_overrides", "boolean", "check_keys", "ensure_out_dir",
            "int_list", "load_data", "load_preset", "non_negative_int", "non_negative_number", "one_of",
            "parse_preset", "positive_int", "positive_number", "seed", "write_json"]
 
@@ -337,6 +337,30 @@ def load_preset(path: "str | Path", overrides: Optional[Sequence[str]] = None) -
             cfg = tomllib.load(fh)
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"{path}: not valid TOML ({exc})") from None
+    return apply_overrides(cfg, overrides)
+
+
+def apply_overrides(cfg: Dict[str, Any], overrides: Optional[Sequence[str]]) -> Dict[str, Any]:
+    """Apply ``table.key=value`` overrides to a preset, in place.
+
+    Parameters
+    ----------
+    cfg : dict
+        A preset (read from TOML, or a run's stored ``preset.json``).
+    overrides : sequence of str, optional
+        ``"fit.max_iter=10"``: the value is parsed as TOML (a bare word that is not TOML is a string);
+        the dotted key's tables are created when missing.
+
+    Returns
+    -------
+    dict
+        ``cfg``.
+
+    Raises
+    ------
+    ValueError
+        An override without ``=``, or one whose path crosses a non-table.
+    """
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep or not key:
