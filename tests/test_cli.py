@@ -344,3 +344,22 @@ def test_fit_checkpoint_every_is_checked_before_loading(tmp_path, capsys):
     assert "[fit] checkpoint_every" in capsys.readouterr().err
     assert _solve("digits.toml", tmp_path, "model.checkpoint_dir='x'") == 2
     assert "'checkpoint_dir'] in [model]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("preset,module,outputs", [
+    ("digits_lowrank.toml", "lowrank", ("lowrank.json", "spectra.png")),
+    ("digits_mcnc.toml", "mcnc", ("mcnc.json", "curves.png")),
+])
+def test_torch_runners_leave_nothing_stale(tmp_path, monkeypatch, preset, module, outputs):
+    pytest.importorskip("torch")
+    import importlib
+    runner = importlib.import_module(f"nnbcd.runners.{module}")
+    for name in outputs:
+        (tmp_path / name).write_text("an earlier run's")
+
+    def ctrl_c(data):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "load_data", ctrl_c)  # Ctrl-C while the new run loads its data
+    assert _solve(preset, tmp_path) == 130
+    assert not any((tmp_path / name).exists() for name in outputs)

@@ -118,7 +118,7 @@ def run(config: Mapping[str, Any], out_dir: "str | Path", *, quiet: bool = False
         ``out_dir`` cannot be written to.
     """
     preset = check(config)
-    out = ensure_out_dir(out_dir)
+    out = ensure_out_dir(out_dir, stale=("lowrank.json", "spectra.png"))
     model_cfg, fit = preset.model, preset.fit
     xtr, ytr, xte, yte = load_data(preset.data)
     side = math.isqrt(xtr.shape[1])

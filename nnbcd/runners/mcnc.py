@@ -141,7 +141,7 @@ def run(config: Mapping[str, Any], out_dir: "str | Path", *, quiet: bool = False
         ``out_dir`` cannot be written to.
     """
     preset = check(config)
-    out = ensure_out_dir(out_dir)
+    out = ensure_out_dir(out_dir, stale=("mcnc.json", "curves.png"))
     model_cfg, fit = preset.model, preset.fit
     xtr, ytr, xte, yte = load_data(preset.data)
     classes = np.unique(ytr)

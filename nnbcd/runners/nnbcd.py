@@ -246,11 +246,9 @@ def run(config: Mapping[str, Any], out_dir: "str | Path", *, quiet: bool = False
         ``resume`` and no checkpoint in ``out_dir``.
     """
     preset = check(config)
-    out = ensure_out_dir(out_dir)
-    model = make_estimator(preset, quiet=quiet, out_dir=out)
+    model = make_estimator(preset, quiet=quiet, out_dir=ensure_out_dir(out_dir))
     model._checked_params()  # a mistyped value is refused before the earlier run's files are touched
-    for name in OUTPUTS + (() if resume else (ckpt.FILENAME,)):  # nothing of an earlier run may look current
-        (out / name).unlink(missing_ok=True)
+    out = ensure_out_dir(out_dir, stale=OUTPUTS + (() if resume else (ckpt.FILENAME,)))
     if not resume:
         write_json(out / PRESET_FILE, dict(config))
     Xtr, ytr, Xte, yte = load_data(preset.data)

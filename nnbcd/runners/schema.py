@@ -379,10 +379,14 @@ def apply_overrides(cfg: Dict[str, Any], overrides: Optional[Sequence[str]]) -> 
     return cfg
 
 
-def ensure_out_dir(out_dir: "str | Path") -> Path:
+def ensure_out_dir(out_dir: "str | Path", stale: Sequence[str] = ()) -> Path:
     """:func:`nnbcd._validation.writable_dir` for a run's results directory, before any training (the
-    ``OSError`` names it as the results directory)."""
-    return writable_dir(out_dir, f"results directory {str(out_dir)!r}")
+    ``OSError`` names it as the results directory), with the files ``stale`` of an earlier run removed:
+    whatever a run leaves in the directory is its own, and a missing result means it has not ended."""
+    out = writable_dir(out_dir, f"results directory {str(out_dir)!r}")
+    for name in stale:
+        (out / name).unlink(missing_ok=True)
+    return out
 
 
 def write_json(path: "str | Path", payload: Any) -> None:
