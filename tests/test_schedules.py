@@ -5,7 +5,7 @@ import math
 import tomllib
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from nnbcd.schedules import Constant, Geometric, Piecewise, Schedule, as_schedule
@@ -72,11 +72,15 @@ def test_geometric_constant_from_matches_brute_force(start, factor, span, every)
 
 @given(start=st.integers(2, 2000), factor=st.floats(0.3, 0.99), floor=st.integers(1, 50),
        every=st.integers(1, 3))
+@example(start=1211, factor=0.99, floor=1, every=3)
 def test_integer_decay_constant_from_matches_brute_force(start, factor, floor, every):
     floor = min(floor, start)
     s = Geometric(start, factor, floor=floor, every=every, integer=True)
-    assert s.constant_from == first_constant_sweep(s, horizon=2000)
-    assert s.value(2000) == floor
+    # past the sweep where the unrounded start·factor^j reaches the floor, by the logarithm (a fixed horizon
+    # was too short: start 1211, factor 0.99, every 3 settles at sweep 2002)
+    horizon = every * (math.ceil(math.log(floor / start) / math.log(factor)) + 2) + 1
+    assert s.constant_from == first_constant_sweep(s, horizon=horizon)
+    assert s.value(horizon) == floor
 
 
 def test_piecewise():
