@@ -36,7 +36,7 @@ from . import checkpoint as ckpt
 from .blocks import Workspace
 from .conv import InputConv2d
 from .init import init_weight
-from .loop import Scored, run
+from .loop import Engine, Scored, run
 from .objective import forward
 from .state import BCDState, Hyper, Scheduled, Schedules
 
@@ -455,9 +455,9 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         # the largest product of a sweep: a layer's weight times its input columns (GEMM: 2·m·k·n FLOPs)
         flops = max(2.0 * w.shape[0] * w.shape[1] * st.weight_input(i).shape[1] for i, w in enumerate(st.W))
         with blas_thread_limit(flops, cfg["n_jobs"]):
-            result = run(st, hp, be, ws, labels=be.xp.asarray(labels), validation=validation,
-                         max_iter=cfg["max_iter"], tol=cfg["tol"], monitor_every=cfg["monitor_every"],
-                         callback=callback, verbose=cfg["verbose"], schedules=schedules, start=start,
+            result = run(st, hp, Engine(be, ws, be.xp.asarray(labels), validation), max_iter=cfg["max_iter"],
+                         tol=cfg["tol"], monitor_every=cfg["monitor_every"], callback=callback,
+                         verbose=cfg["verbose"], schedules=schedules, start=start,
                          checkpoint=_checkpointer(cfg, be, params, data, str(np.dtype(dtype))))
         return self._finish(result, st, be, cfg)
 

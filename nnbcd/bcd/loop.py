@@ -201,12 +201,10 @@ def _structure_record(st: BCDState) -> Dict[str, float]:
     return rec
 
 
-def run(st: BCDState, hp: Hyper, be: Backend, ws: Workspace, *, labels: Any, validation: Optional[Scored],
-        max_iter: int, tol: Optional[float], monitor_every: int,
+def run(st: BCDState, hp: Hyper, engine: Engine, *, max_iter: int, tol: Optional[float], monitor_every: int,
         callback: Optional[Callable[[SolveResult], Any]], verbose: bool,
         schedules: Optional[Schedules] = None, start: Optional[Progress] = None,
-        checkpoint: Optional[Callable[[BCDState, Progress], Any]] = None,
-        engine: Optional[Engine] = None) -> SolveResult:
+        checkpoint: Optional[Callable[[BCDState, Progress], Any]] = None) -> SolveResult:
     r"""Sweep until a stopping rule holds.
 
     Parameters
@@ -216,11 +214,9 @@ def run(st: BCDState, hp: Hyper, be: Backend, ws: Workspace, *, labels: Any, val
         iterate).
     hp : Hyper
         γ and ρ are replaced in each sweep by those of ``schedules``.
-    be : Backend
-    ws : Workspace
-    labels : int array, shape (N,)
-        Training class indices, on ``be``.
-    validation : Scored, optional
+    engine : Engine
+        Runs the sweeps and the monitoring: :class:`Engine` in this process, or one on sample shards
+        (``nnbcd.dask``, whose ``st`` holds the weights only).
     max_iter : int
         Most sweeps to run.
     tol : float, optional
@@ -246,11 +242,6 @@ def run(st: BCDState, hp: Hyper, be: Backend, ws: Workspace, *, labels: Any, val
         ``checkpoint(st, progress)`` after every complete sweep that did not stop the run by ``tol``,
         before ``callback``: ``st`` and ``progress`` are then exactly what resuming needs.
 
-    engine : Engine, optional
-        Runs the sweeps and the monitoring; default ``Engine(be, ws, labels, validation)`` (this process).
-        Another engine (``nnbcd.dask``) takes ``ws``, ``labels`` and ``validation`` as ``None``, and ``st``
-        then holds the weights only.
-
     Returns
     -------
     SolveResult
@@ -270,7 +261,6 @@ def run(st: BCDState, hp: Hyper, be: Backend, ws: Workspace, *, labels: Any, val
         schedules = Schedules(gamma=hp.gamma, rho=hp.rho, tau=dict(st.tau))
     settled = constant_from(st, schedules)
     interrupt = _CatchInterrupt()
-    engine = Engine(be, ws, labels, validation) if engine is None else engine
     with tqdm(total=max_iter, initial=nit, disable=not verbose or None, desc="nnbcd") as bar, interrupt:
         for k in range(nit + 1, max_iter + 1):
             nit = k

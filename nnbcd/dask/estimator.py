@@ -250,9 +250,9 @@ class DaskNNBCD(NNBCD):
                                 tau=schedules.tau_at(1), conv=self.conv)
                 head.sweep = saved.iterate.sweep
             engine = DaskEngine(client, shards, homes, head, be, validation)
-            result = run(head, hp, be, None, labels=None, validation=None, max_iter=cfg["max_iter"],
-                         tol=cfg["tol"], monitor_every=cfg["monitor_every"], callback=callback,
-                         verbose=cfg["verbose"], schedules=schedules, engine=engine,
+            result = run(head, hp, engine, max_iter=cfg["max_iter"], tol=cfg["tol"],
+                         monitor_every=cfg["monitor_every"], callback=callback, verbose=cfg["verbose"],
+                         schedules=schedules,
                          start=None if saved is None else saved.progress,
                          checkpoint=_checkpointer(cfg, be, params, data, dtype_name,
                                                   columns=_shard_writer(engine, shape[0])))
