@@ -36,6 +36,28 @@ def block_schedule(n_layers: int, compressed: Collection[int], exact: Collection
             if block.acts_on(i, n_layers, layer_kind(i, compressed, exact))]
 
 
+def new_record() -> Dict[str, float]:
+    """A sweep's record before any block: ``time_<kind>``, ``step_<kind>`` per reported kind and
+    ``prox_step_sq``, all 0."""
+    rec = {f"time_{k}": 0.0 for k in REPORTED_KINDS}
+    rec.update({f"step_{k}": 0.0 for k in REPORTED_KINDS})
+    rec["prox_step_sq"] = 0.0
+    return rec
+
+
+def timed_update(block: Block, st: BCDState, i: int, hp: Hyper, be: Backend, ws: Workspace, track: bool,
+                 rec: Dict[str, float]) -> None:
+    """Run ``block`` on layer ``i`` and add its wall time (after the device finished), its squared step
+    and, for a prox block, that step to ``prox_step_sq`` in ``rec`` (:func:`new_record`)."""
+    t0 = time.perf_counter()
+    step = block.update(st, i, hp, be, ws, track)
+    be.synchronize()
+    rec[f"time_{block.reports}"] += time.perf_counter() - t0
+    rec[f"step_{block.reports}"] += step
+    if block.prox:
+        rec["prox_step_sq"] += step
+
+
 def sweep(st: BCDState, hp: Hyper, be: Backend, ws: Workspace, track: bool) -> Dict[str, float]:
     """Run one iteration in place.
 
@@ -56,16 +78,7 @@ def sweep(st: BCDState, hp: Hyper, be: Backend, ws: Workspace, track: bool) -> D
         (:data:`~nnbcd.bcd.blocks.REPORTED_KINDS`), and ``prox_step_sq``, the squared step of the
         blocks that carry the α-prox term.
     """
-    out = {f"time_{k}": 0.0 for k in REPORTED_KINDS}
-    out.update({f"step_{k}": 0.0 for k in REPORTED_KINDS})
-    prox_step = 0.0
+    rec = new_record()
     for block, i in block_schedule(st.n_layers, st.compress, st.exact_layers):
-        t0 = time.perf_counter()
-        step = block.update(st, i, hp, be, ws, track)
-        be.synchronize()
-        out[f"time_{block.reports}"] += time.perf_counter() - t0
-        out[f"step_{block.reports}"] += step
-        if block.prox:
-            prox_step += step
-    out["prox_step_sq"] = prox_step
-    return out
+        timed_update(block, st, i, hp, be, ws, track, rec)
+    return rec

@@ -19,11 +19,11 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from ..backend import Backend
-from ..bcd.blocks import REPORTED_KINDS, WeightStatistics, Workspace
+from ..bcd.blocks import WeightStatistics, Workspace
 from ..bcd.loop import Engine, Scored, SweepFailed, deployed_metrics
 from ..bcd.objective import coupling_terms, metrics_from_sums, with_objective
 from ..bcd.state import BCDState, Hyper
-from ..bcd.sweep import block_schedule
+from ..bcd.sweep import block_schedule, new_record, timed_update
 from ..result import Status
 from .shards import ShardStateLost, Weights, add_reports, add_sums, shard_monitor, shard_round, shard_save
 
@@ -150,9 +150,8 @@ class DaskEngine(Engine):
         """One sweep, one round per layer; the record of :func:`~nnbcd.bcd.sweep.sweep` plus ``bytes_sent``,
         ``bytes_received`` and ``time_wait`` (seconds the client waited beyond the slowest shard's
         compute: transfers, scheduling, reduction)."""
-        out = {f"time_{k}": 0.0 for k in REPORTED_KINDS}
-        out.update({f"step_{k}": 0.0 for k in REPORTED_KINDS})
-        out.update(prox_step_sq=0.0, time_wait=0.0)
+        out = new_record()
+        out["time_wait"] = 0.0
         sent, received = self.bytes_sent, self.bytes_received
         self._finite = True
         schedule = block_schedule(st.n_layers, st.compress, st.exact_layers)
@@ -164,20 +163,13 @@ class DaskEngine(Engine):
             wall = time.perf_counter() - t0
             self.bytes_received += report.nbytes
             self._finite &= report.finite
-            out["time_wait"] += max(0.0, wall - sum(report.time.values()))
-            for kind in REPORTED_KINDS:
-                out[f"time_{kind}"] += report.time[kind]
-                out[f"step_{kind}"] += report.step[kind]
-            out["prox_step_sq"] += report.prox_step
+            out["time_wait"] += max(0.0, wall - sum(v for k, v in report.record.items() if k.startswith("time_")))
+            for key, value in report.record.items():
+                out[key] += value
             self.ws.statistics = {i: self._on_backend(i, report.stats)}
             for block in blocks:
-                if block.per_sample:
-                    continue
-                t0 = time.perf_counter()
-                step = block.update(st, i, hp, self.be, self.ws, track)
-                out[f"time_{block.reports}"] += time.perf_counter() - t0
-                out[f"step_{block.reports}"] += step
-                out["prox_step_sq"] += step if block.prox else 0.0
+                if not block.per_sample:
+                    timed_update(block, st, i, hp, self.be, self.ws, track, out)
             self.pending.update(_weights(st, [i]))
         out["bytes_sent"] = float(self.bytes_sent - sent)
         out["bytes_received"] = float(self.bytes_received - received)

@@ -24,9 +24,10 @@ from sklearn.utils import assert_all_finite
 from .. import _validation as val
 from ..backend import Backend, get_backend
 from ..bcd import checkpoint as ckpt
-from ..bcd.blocks import BLOCK_TABLE, REPORTED_KINDS, WeightStatistics, Workspace
+from ..bcd.blocks import BLOCK_TABLE, WeightStatistics, Workspace
 from ..bcd.objective import forward, metric_sums, sample_terms
 from ..bcd.state import BCDState, Hyper
+from ..bcd.sweep import new_record, timed_update
 
 #: block kind -> Block, for the per-sample blocks a round names
 _BLOCKS = {block.kind: block for block in BLOCK_TABLE if block.per_sample}
@@ -84,12 +85,10 @@ class Report:
     ----------
     stats : WeightStatistics
         Host arrays; ``G`` and ``s`` are ``None`` for layer 0 after its first round (they never change).
-    step : dict of str to float
-        Squared steps per reported kind (sums over samples: they add).
-    time : dict of str to float
-        Seconds per reported kind (the largest shard's: the shards run at the same time).
-    prox_step : float
-        Squared steps of the blocks with the α-prox term.
+    record : dict of str to float
+        The round's part of the sweep record (:func:`~nnbcd.bcd.sweep.new_record`): ``step_<kind>`` and
+        ``prox_step_sq`` are sums over samples (they add), ``time_<kind>`` the largest shard's seconds
+        (the shards run at the same time).
     finite : bool
         Whether the shard's output variable :math:`V_L` is finite.
     nbytes : int
@@ -97,9 +96,7 @@ class Report:
     """
 
     stats: WeightStatistics
-    step: Dict[str, float] = field(default_factory=dict)
-    time: Dict[str, float] = field(default_factory=dict)
-    prox_step: float = 0.0
+    record: Dict[str, float] = field(default_factory=new_record)
     finite: bool = True
     nbytes: int = 0
 
@@ -266,18 +263,10 @@ def shard_round(shard: Shard, expected: int, weights: Weights, layer: int, kinds
     _check_round(shard, expected)
     st, ws, be = shard.st, shard.ws, shard.be
     _apply(shard, weights)
-    step = {k: 0.0 for k in REPORTED_KINDS}
-    took = {k: 0.0 for k in REPORTED_KINDS}
-    prox = 0.0
+    rec = new_record()
     with np.errstate(over="ignore", invalid="ignore"):
         for kind in kinds:
-            block = _BLOCKS[kind]
-            t0 = time.perf_counter()
-            s = block.update(st, layer, hp, be, ws, track)
-            be.synchronize()
-            took[block.reports] += time.perf_counter() - t0
-            step[block.reports] += s
-            prox += s if block.prox else 0.0
+            timed_update(_BLOCKS[kind], st, layer, hp, be, ws, track, rec)
         t0 = time.perf_counter()
         stats = ws.weight_statistics(st, layer, be)
     host = be.to_numpy
@@ -286,9 +275,9 @@ def shard_round(shard: Shard, expected: int, weights: Weights, layer: int, kinds
     stats = WeightStatistics(R=host(stats.R), G=None if constant else host(stats.G),
                              u=None if stats.u is None else host(stats.u),
                              s=None if (constant or stats.s is None) else host(stats.s), n=stats.n)
-    took["W"] += time.perf_counter() - t0
+    rec["time_W"] += time.perf_counter() - t0
     finite = bool(be.isfinite_all(st.V[-1])) if layer == st.n_layers - 1 else True
-    return Report(stats=stats, step=step, time=took, prox_step=prox, finite=finite, nbytes=statistics_nbytes(stats))
+    return Report(stats=stats, record=rec, finite=finite, nbytes=statistics_nbytes(stats))
 
 
 def statistics_nbytes(stats: WeightStatistics) -> int:
@@ -305,9 +294,8 @@ def add_reports(a: Report, b: Report) -> Report:
     side), finite if both are."""
     stats = WeightStatistics(R=a.stats.R + b.stats.R, G=_add(a.stats.G, b.stats.G), u=_add(a.stats.u, b.stats.u),
                              s=_add(a.stats.s, b.stats.s), n=a.stats.n + b.stats.n)
-    return Report(stats=stats, step={k: a.step[k] + b.step[k] for k in a.step},
-                  time={k: max(a.time[k], b.time[k]) for k in a.time}, prox_step=a.prox_step + b.prox_step,
-                  finite=a.finite and b.finite, nbytes=a.nbytes + b.nbytes)
+    record = {k: max(v, b.record[k]) if k.startswith("time_") else v + b.record[k] for k, v in a.record.items()}
+    return Report(stats=stats, record=record, finite=a.finite and b.finite, nbytes=a.nbytes + b.nbytes)
 
 
 def shard_monitor(shard: Shard, expected: int, weights: Weights, deployed: List[np.ndarray],
