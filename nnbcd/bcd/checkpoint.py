@@ -48,7 +48,7 @@ import shutil
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -75,6 +75,7 @@ _SHARD_FORMAT = "nnbcd-checkpoint-shard"
 #: as an encrypted member, RuntimeError, or an unknown compression method, NotImplementedError).
 _UNREADABLE = (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError, UnicodeDecodeError, RuntimeError,
                NotImplementedError)
+
 
 @dataclass
 class Progress:
@@ -198,19 +199,7 @@ def capture(st: Any, be: Backend) -> Iterate:
     def copy(a: Any) -> Optional[np.ndarray]:
         return None if a is None else np.array(host(a), copy=True, order="K")
 
-    def factors(c: Compressed) -> Any:
-        if c.factors is None or c.factors is c.dense:
-            return c.factors if c.factors is None else "dense"
-        if isinstance(c.factors, (list, tuple)):
-            return [copy(f) for f in c.factors]
-        return copy(c.factors)
-
-    Wt = {}
-    for i, c in st.Wt.items():
-        f = factors(c)
-        dense = copy(c.dense)
-        Wt[i] = Compressed(dense=dense, n_params=int(c.n_params), info=json.loads(json.dumps(c.info, default=_scalar)),
-                           factors=dense if isinstance(f, str) else f, support=copy(c.support))
+    Wt = {i: _map_arrays(c, copy, info=json.loads(json.dumps(c.info, default=_scalar))) for i, c in st.Wt.items()}
     return Iterate(W=[copy(w) for w in st.W], b=[copy(b) for b in st.b], U=[copy(u) for u in st.U],
                    V=[copy(v) for v in st.V], Wt=Wt, sweep=int(st.sweep),
                    alias=[i for i, c in st.Wt.items() if st.W[i] is c.dense])
@@ -233,20 +222,23 @@ def restore(it: Iterate, be: Backend) -> Dict[str, Any]:
     def dev(a: Any) -> Any:
         return None if a is None else be.xp.array(a, copy=True, order="K")
 
-    Wt = {}
-    for i, c in it.Wt.items():
-        dense = dev(c.dense)
-        if c.factors is c.dense:
-            factors: Any = dense
-        elif isinstance(c.factors, list):
-            factors = [dev(f) for f in c.factors]
-        else:
-            factors = dev(c.factors)
-        Wt[i] = Compressed(dense=dense, n_params=c.n_params, info=dict(c.info), factors=factors,
-                           support=dev(c.support))
+    Wt = {i: _map_arrays(c, dev, info=dict(c.info)) for i, c in it.Wt.items()}
     W = [Wt[i].dense if i in it.alias else dev(w) for i, w in enumerate(it.W)]
     return {"W": W, "b": [dev(b) for b in it.b], "U": [dev(u) for u in it.U], "V": [dev(v) for v in it.V],
             "Wt": Wt}
+
+
+def _map_arrays(c: Compressed, fn: Callable[[Any], Any], info: Dict[str, Any]) -> Compressed:
+    """``c`` with ``fn`` applied to each of its arrays (``None`` passed through), ``info`` given; factors
+    that are the dense array stay that one array."""
+    dense = fn(c.dense)
+    if c.factors is None or c.factors is c.dense:
+        factors = None if c.factors is None else dense
+    elif isinstance(c.factors, (list, tuple)):
+        factors = [fn(f) for f in c.factors]
+    else:
+        factors = fn(c.factors)
+    return Compressed(dense=dense, n_params=int(c.n_params), info=info, factors=factors, support=fn(c.support))
 
 
 def checkpoint_path(path: "str | Path") -> Path:
