@@ -5,6 +5,7 @@ Layers are numbered ``0..L-1`` everywhere in the API (``compress``, ``tau``, ``c
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import warnings
@@ -484,7 +485,9 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         """The previous fit's iterate (host copies) and classes when a warm start will use them, else ``None``."""
         if self.warm_start is not True or not hasattr(self, "state_"):
             return None
-        return {"iterate": ckpt.capture(self.state_, self.backend_), "classes": self.classes_,
+        # the weights only: U, V (d×N each) are re-initialised by the forward pass, so not copied
+        weights = dataclasses.replace(self.state_, U=[], V=[])
+        return {"iterate": ckpt.capture(weights, self.backend_), "classes": self.classes_,
                 "compress": dict(self.state_.compress)}
 
     def _state(self, widths: Tuple[int, ...], compress: Dict[int, Compression], tau: Dict[int, float], be: Backend,
