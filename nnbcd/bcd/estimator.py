@@ -417,13 +417,7 @@ class NNBCD(ClassifierMixin, BaseEstimator):
             When ``tol`` is given and ``max_iter`` sweeps ran without meeting it (status 1).
         """
         warm = self._warm_iterate()  # before the fitted attributes go
-        # a failed or interrupted refit must not leave the previous fit's attributes looking current
-        for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
-            delattr(self, attr)
-        cfg = self._checked_params()
-        if callback is not None and not callable(callback):  # checked now, not after the first sweep
-            raise TypeError(f"callback must be callable or None, got {type(callback).__name__} {callback!r}")
-        _check_resume(resume)
+        cfg = self._start_fit(callback, resume)
         be, dtype = cfg["be"], cfg["dtype"]
         X, y = self._checked_data(X, y)
         _check_conv_input(X, self.conv)
@@ -461,6 +455,18 @@ class NNBCD(ClassifierMixin, BaseEstimator):
                          verbose=cfg["verbose"], schedules=schedules, start=start,
                          checkpoint=_checkpointer(cfg, be, params, data, str(np.dtype(dtype))))
         return self._finish(result, st, be, cfg)
+
+    def _start_fit(self, callback: Any, resume: Any) -> Dict[str, Any]:
+        """Forget the previous fit and check the parameters, ``callback`` and ``resume`` (before any work):
+        the checked parameters (:meth:`_checked_params`)."""
+        # a failed or interrupted refit must not leave the previous fit's attributes looking current
+        for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
+            delattr(self, attr)
+        cfg = self._checked_params()
+        if callback is not None and not callable(callback):  # checked now, not after the first sweep
+            raise TypeError(f"callback must be callable or None, got {type(callback).__name__} {callback!r}")
+        _check_resume(resume)
+        return cfg
 
     def _finish(self, result: SolveResult, st: BCDState, be: Backend, cfg: Dict[str, Any]) -> "NNBCD":
         """Set the fitted attributes from a run's result; log an interrupted run, warn when ``tol`` was not

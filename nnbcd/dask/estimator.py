@@ -15,7 +15,7 @@ from sklearn.utils.multiclass import check_classification_targets
 
 from .. import _validation as val
 from ..bcd import checkpoint as ckpt
-from ..bcd.estimator import NNBCD, _check_conv_input, _check_resume, _checked_checkpoint, _checkpointer
+from ..bcd.estimator import NNBCD, _check_conv_input, _checked_checkpoint, _checkpointer
 from ..bcd.loop import SweepFailed, run
 from ..bcd.state import BCDState, Hyper, Schedules
 from ..result import SolveResult, Status
@@ -190,19 +190,14 @@ class DaskNNBCD(NNBCD):
         FileNotFoundError
             No checkpoint at ``resume``.
         """
-        for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
-            delattr(self, attr)
+        cfg = self._start_fit(callback, resume)
         client = self._client()
-        cfg = self._checked_params()
         if cfg["warm_start"]:
             raise ValueError("warm_start is not supported by DaskNNBCD yet (got True); to continue a run, "
                              "use checkpoint_every and fit(..., resume=...)")
-        _check_resume(resume)
         if cfg["w_solve"] == "woodbury":
             raise ValueError("w_solve='woodbury' reads U and V on one machine; DaskNNBCD solves the W-block "
                              "from the shards' Grams: use 'auto' or 'direct'")
-        if callback is not None and not callable(callback):
-            raise TypeError(f"callback must be callable or None, got {type(callback).__name__} {callback!r}")
         be, dtype = cfg["be"], cfg["dtype"]
         workers = sorted(client.nthreads())
         if not workers:
@@ -323,7 +318,7 @@ def _signature() -> inspect.Signature:
     """``NNBCD.__init__``'s parameters plus ``client`` and ``n_shards``, for scikit-learn's ``get_params``
     (which reads the constructor's signature): one list of parameters, NNBCD's."""
     base = inspect.signature(NNBCD.__init__)
-    params = [p for p in base.parameters.values()]
+    params = list(base.parameters.values())
     extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None) for name in ("client", "n_shards")]
     return base.replace(parameters=params + extra)
 
