@@ -103,6 +103,15 @@ def test_same_test_accuracy_after_50_sweeps(client, digits):
     assert (h["bytes_sent"][1:] > 0).all() and (h["bytes_received"] > 0).all()
 
 
+def test_weights_travel_once_per_worker(client, digits):
+    """5 shards on 2 workers: each sweep sends every layer's new weights once to each of the 2 workers (they
+    are scattered, not embedded in each shard's task), so a steady sweep moves 2 × Σ W_i's bytes out."""
+    X, y = digits
+    m = DaskNNBCD((32, 16), client=client, n_shards=5, max_iter=4, monitor_every=10, random_state=0).fit(X[:500], y[:500])
+    weights = sum(w.nbytes for w in m.coefs_)
+    np.testing.assert_array_equal(m.result_.history["bytes_sent"][1:], 2 * weights)
+
+
 def test_bad_inputs_name_the_argument(client, digits):
     X, y = digits[0][:100], digits[1][:100]
     m = DaskNNBCD((8,), client=client, max_iter=1)

@@ -101,12 +101,27 @@ class DaskEngine(Engine):
         weights: Weights = {}
         if send:
             weights, self.pending = self.pending, {}
-        futures = [self.client.submit(fn, shard, self.rounds, weights, *args, workers=[w], allow_other_workers=False,
+        payload = self.broadcast(weights) if weights else weights
+        futures = [self.client.submit(fn, shard, self.rounds, payload, *args, workers=[w], allow_other_workers=False,
                                       pure=False)
                    for shard, w in zip(self.shards, self.workers)]
         self.rounds += 1
-        self.bytes_sent += _nbytes(weights) * len(futures)
+        self.bytes_sent += _nbytes(weights) * len(set(self.workers))
         return futures
+
+    def broadcast(self, value: Any) -> Any:
+        """``value`` copied once to every worker that holds a shard; a future the shards' tasks take in its
+        place. (Inside each task's graph it would travel once per shard, and Dask warns of graphs above
+        10 MB: the full HAR widths' weights are 12 MB.) Raises :class:`~nnbcd.bcd.loop.SweepFailed` when one of
+        those workers has left."""
+        homes = sorted(set(self.workers))
+        gone = [w for w in homes if w not in set(self.client.nthreads())]
+        if gone:
+            self._lose(f"worker(s) {gone} holding shards of the samples left the cluster")
+        try:
+            return self.client.scatter([value], workers=homes, broadcast=True, hash=False)[0]
+        except (OSError, TimeoutError, ValueError) as exc:  # a worker left between the check and the copy
+            self._lose(f"the weights could not reach the shards' workers: {exc}")
 
     def _reduce(self, futures: List[Any], add: Callable[[Any, Any], Any]) -> Any:
         """The sum of the futures' values by a tree of ``add`` tasks on the workers: only the total comes
@@ -196,8 +211,8 @@ class DaskEngine(Engine):
         deployed = [self.be.to_numpy(st.deployed(i)) for i in range(st.n_layers)]
         sent = self.bytes_sent
         try:
-            futures = self._submit(shard_monitor, deployed, hp)
-            self.bytes_sent += sum(w.nbytes for w in deployed) * len(futures)
+            futures = self._submit(shard_monitor, self.broadcast(deployed), hp)
+            self.bytes_sent += sum(w.nbytes for w in deployed) * len(set(self.workers))
             total = self._reduce(futures, add_sums)
         except SweepFailed:
             return {"objective": np.nan, "acc": np.nan}
