@@ -80,6 +80,10 @@ def test_elementwise_kernels(backend, rng):
     np.testing.assert_allclose(backend.lin_gap_sq(backend.asarray(x), backend.asarray(y), backend.asarray(b)),
                                ((x - y - b[:, None]) ** 2).sum(), rtol=1e-12)
     np.testing.assert_array_equal(backend.to_numpy(backend.relu(backend.asarray(x))), np.maximum(x, 0))
+    # the squared step of a block: a d×N pair (the fused kernel where the backend has one) and a 1-d pair
+    np.testing.assert_allclose(backend.sq_dist(backend.asarray(x), backend.asarray(y)), ((x - y) ** 2).sum(), rtol=1e-12)
+    np.testing.assert_allclose(backend.sq_dist(backend.asarray(b), backend.asarray(b[::-1].copy())),
+                               ((b - b[::-1]) ** 2).sum(), rtol=1e-12)
 
 
 def test_asarray_dtype_rules(backend):
