@@ -13,7 +13,9 @@ single-process ``NNBCD`` fit in a fresh process and one ``DaskNNBCD`` fit on a L
 ``--workers`` processes with 1 thread each (workers restarted per N, so their peak memory is that N's),
 both with ``--sweeps`` sweeps (the first is not timed). The single-process run is limited to one BLAS
 thread, as each worker is. Reports per N: the median sweep time of each, the peak resident memory of
-the single process and of each worker (``ru_maxrss``) beside the d×N arrays a worker's shards hold,
+the single process and of each worker (``ru_maxrss``: the whole run, data generation included), the steady
+peak of the sweeps after the first (Linux: the kernel's peak record restarted after sweep 1) and what is
+resident at the end, beside the d×N arrays a worker's shards hold,
 and the bytes moved per sweep (weights sent to the shards + statistics the shards sent, counted from
 the arrays' sizes by :class:`nnbcd.dask.engine.DaskEngine`).
 
@@ -72,13 +74,39 @@ def _single(queue, n, widths, sweeps, dtype):
 
     X, y = _rows(0, n, widths[0], widths[-1], dtype)
     with threadpool_limits(1):
-        m = NNBCD(**_params(widths, sweeps, dtype), n_jobs=1).fit(X, y)
+        m = NNBCD(**_params(widths, sweeps, dtype), n_jobs=1).fit(X, y, callback=_after_first_sweep(_reset_peak))
     queue.put({"sweep_s": float(np.median(m.result_.history["time"][1:])),
-               "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+               "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **_steady_mb()})
 
 
 def _worker_peak_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _reset_peak():
+    """Restart the kernel's record of this process's peak resident memory (Linux ``clear_refs`` 5), so that
+    the peak read later is that of the sweeps after the first, without the data generation and setup."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:  # not Linux, or not permitted: the steady peak is then not measured
+        pass
+
+
+def _steady_mb():
+    """``steady_peak_mb`` (peak resident memory since :func:`_reset_peak`) and ``held_mb`` (resident now)."""
+    try:
+        fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+        return {"steady_peak_mb": int(fields["VmHWM"].split()[0]) / 1024, "held_mb": int(fields["VmRSS"].split()[0]) / 1024}
+    except (OSError, KeyError, ValueError):
+        return {"steady_peak_mb": None, "held_mb": None}
+
+
+def _after_first_sweep(action):
+    """A fit callback that runs ``action`` once, after sweep 1."""
+    def callback(result):
+        if result.nit == 1:
+            action()
+    return callback
 
 
 def _dask(client, n, widths, sweeps, dtype, workers):
@@ -96,14 +124,22 @@ def _dask(client, n, widths, sweeps, dtype, workers):
     sizes = [min(a + rows, n) - a for a in range(0, n, rows)]
     X = da.concatenate([da.from_delayed(x, (m, widths[0]), dtype=dtype) for (x, _), m in zip(parts, sizes)])
     y = da.concatenate([da.from_delayed(t, (m,), dtype=int) for (_, t), m in zip(parts, sizes)])
-    m = DaskNNBCD(client=client, **_params(widths, sweeps, dtype)).fit(X, y)
+    m = DaskNNBCD(client=client, **_params(widths, sweeps, dtype)).fit(
+        X, y, callback=_after_first_sweep(lambda: client.run(_reset_peak)))
     h = m.result_.history
     peaks = client.run(_worker_peak_mb)
+    steady = client.run(_steady_mb)
     return {"sweep_s": float(np.median(h["time"][1:])), "wait_s": float(np.median(h["time_wait"][1:])),
             "bytes_per_sweep": float(np.median(h["bytes_sent"][1:] + h["bytes_received"][1:])),
             "bytes_sent": float(np.median(h["bytes_sent"][1:])),
             "bytes_received": float(np.median(h["bytes_received"][1:])),
-            "worker_peak_mb": [peaks[w] for w in sorted(peaks)], "worker_base_mb": [base[w] for w in sorted(peaks)]}
+            "worker_peak_mb": [peaks[w] for w in sorted(peaks)], "worker_base_mb": [base[w] for w in sorted(peaks)],
+            "worker_steady_peak_mb": [steady[w]["steady_peak_mb"] for w in sorted(peaks)],
+            "worker_held_mb": [steady[w]["held_mb"] for w in sorted(peaks)]}
+
+
+def _round(v):
+    return None if v is None else round(v)
 
 
 def _shard_arrays_mb(n, widths, workers, itemsize):
@@ -188,7 +224,7 @@ def main():
     print(f"widths {widths}, {args.dtype}, {args.sweeps} sweeps (median of the last {args.sweeps - 1}), "
           f"{args.workers} workers × 1 thread vs 1 process × 1 thread")
     print(f"{'N':>7} {'1 proc s':>9} {'dask s':>8} {'wait s':>7} {'speed-up':>8} {'MB/sweep':>9} "
-          f"{'1 proc MB':>9} {'worker MB':>15} {'base MB':>12} {'shard arrays MB':>15}")
+          f"{'1 proc MB':>9} {'worker MB':>15} {'base MB':>12} {'shard arrays MB':>15} {'steady worker MB':>16}")
     with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None,
                       memory_limit=0) as cluster, Client(cluster) as client:
         for n in ns:
@@ -207,7 +243,7 @@ def main():
                   f"{single['sweep_s'] / dask_row['sweep_s']:8.2f} {dask_row['bytes_per_sweep'] / 2 ** 20:9.2f} "
                   f"{single['peak_mb']:9.0f} {str([round(v) for v in dask_row['worker_peak_mb']]):>15} "
                   f"{str([round(v) for v in dask_row['worker_base_mb']]):>12} "
-                  f"{row['shard_arrays_mb']:15.0f}")
+                  f"{row['shard_arrays_mb']:15.0f} {str([_round(v) for v in dask_row['worker_steady_peak_mb']]):>16}")
     fit = model(rows, widths, args.workers) if len(rows) >= 2 else None
     if fit:
         print(f"model: t_1 = {fit['a_s_per_sample']:.3e}·N + {fit['serial_s']:.3f} s; sharding adds "
