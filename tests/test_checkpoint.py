@@ -101,10 +101,13 @@ def test_resume_may_run_longer_than_the_checkpointed_run(data, tmp_path):
     _assert_same_run(_model(max_iter=9).fit(X, y), _model(max_iter=9).fit(X, y, resume=tmp_path / "checkpoint.npz"))
 
 
-def test_resume_at_or_past_max_iter_runs_no_sweep(data, tmp_path):
+@pytest.mark.parametrize("max_iter", [4, 2])
+def test_resume_at_or_past_max_iter_runs_no_sweep(data, tmp_path, max_iter):
+    """A checkpoint at sweep 4 resumed with max_iter 4 or 2 returns the checkpointed run, with a warning."""
     X, y, _, _ = data
     first = _model(max_iter=4, checkpoint_every=4, checkpoint_dir=tmp_path).fit(X, y)
-    again = _model(max_iter=4).fit(X, y, resume=tmp_path)
+    with pytest.warns(UserWarning, match=f"max_iter={max_iter} but the resumed iterate has 4 sweeps"):
+        again = _model(max_iter=max_iter).fit(X, y, resume=tmp_path)
     _assert_same_run(first, again)
 
 

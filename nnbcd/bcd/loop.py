@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
@@ -255,6 +256,9 @@ def run(st: BCDState, hp: Hyper, engine: Engine, *, max_iter: int, tol: Optional
     history, fun, total, previous = start.history, start.fun, start.total, start.previous
     status = Status.MAX_ITER
     nit = history.n_iter
+    if nit and nit >= max_iter:
+        warnings.warn(f"max_iter={max_iter} but the resumed iterate has {nit} sweeps already: no sweep runs and it "
+                      "is returned as it is (raise max_iter to continue it)", UserWarning, stacklevel=3)
     last_good = _snapshot(st)
     complete = last_good  # the iterate of the last sweep whose history record was appended
     if schedules is None:
