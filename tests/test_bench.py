@@ -15,7 +15,7 @@ from nnbcd.backend import BackendUnavailableError, get_backend
 from nnbcd.backend.threads import MIN_FLOPS_PER_THREAD, blas_thread_limit, blas_threads, usable_cores
 from nnbcd.bcd.conv import InputConv2d
 from nnbcd.bench import compare
-from nnbcd.bench.flops import largest_gemm, sweep_flops
+from nnbcd.bench.flops import block_flops, largest_gemm, sweep_flops
 from nnbcd.cli import main
 
 N_DIGITS = 1347
@@ -38,6 +38,12 @@ def _digits_flops_by_hand(n: int) -> float:
 
 def test_sweep_flops_hand_counts():
     assert sweep_flops((64, 256, 256, 10), N_DIGITS) == pytest.approx(_digits_flops_by_hand(N_DIGITS), rel=1e-12)
+    n = N_DIGITS  # per block: the three U products; the W blocks; the two V blocks (push-through)
+    by_block = block_flops((64, 256, 256, 10), n)
+    assert by_block["U"] == pytest.approx(2 * n * (256 * 64 + 256 * 256 + 10 * 256), rel=1e-12)
+    assert by_block["V"] == pytest.approx(256 ** 3 * (3 + 1 / 3) + 4 * 256 * 256 * n
+                                          + 10 ** 2 * 256 * 3 + 10 ** 3 / 3 + 4 * 10 * 256 * n, rel=1e-12)
+    assert by_block["W"] == pytest.approx(_digits_flops_by_hand(n) - by_block["U"] - by_block["V"], rel=1e-12)
     # a conv first layer: 2 filters of 3×3 on 1×5×5, stride 2 → 2×2 positions, P = 9; then 8-6-3, N = 10
     conv = InputConv2d(in_shape=(1, 5, 5), filters=2, kernel=3, stride=2)
     n, cols = 10, 40  # the conv layer's products have N·H'W' columns

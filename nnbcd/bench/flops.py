@@ -5,7 +5,7 @@ at the BLAS GEMM peak measured in the same run (:func:`nnbcd.bench.timing.gemm_r
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 from ..bcd.conv import InputConv2d
 
@@ -18,8 +18,8 @@ def _first_layer(widths: Sequence[int], n: int, conv: Optional[InputConv2d]) -> 
     return conv.filters, conv.patch_size, n * conv.n_patches
 
 
-def sweep_flops(widths: Sequence[int], n: int, conv: Optional[InputConv2d] = None) -> float:
-    r"""FLOPs of one sweep with the forms the solver picks.
+def block_flops(widths: Sequence[int], n: int, conv: Optional[InputConv2d] = None) -> Dict[str, float]:
+    r"""FLOPs of one sweep with the forms the solver picks, per block kind (``"U"``, ``"W"``, ``"V"``).
 
     Counted per spec §9: GEMM :math:`2mnk`, SYRK :math:`n^2k`, Cholesky :math:`n^3/3`, two triangular
     solves :math:`2n^2p`. Per layer ``i`` (:math:`W_i` is :math:`d_{out}\times d_{in}`, N columns):
@@ -32,7 +32,10 @@ def sweep_flops(widths: Sequence[int], n: int, conv: Optional[InputConv2d] = Non
       :math:`s^2b + s^3/3 + 2s^2b`, then two GEMMs :math:`4d'dN`), else direct (Gram :math:`d^2d'`,
       :math:`W^TU` :math:`2dd'N`, Cholesky :math:`d^3/3`, solves :math:`2d^2N`).
 
-    A conv first layer's U and W products are its F × P kernel times the P × N·H'W' patches.
+    The output layer's V block is elementwise (0 FLOPs counted). A conv first layer's U and W products are
+    its F × P kernel times the P × N·H'W' patches. Elementwise work (the ReLU prox, the conv layout copies)
+    is not counted: a block's time over its floor measures it along with the BLAS calls' distance from the
+    GEMM rate.
 
     Parameters
     ----------
@@ -45,7 +48,8 @@ def sweep_flops(widths: Sequence[int], n: int, conv: Optional[InputConv2d] = Non
 
     Returns
     -------
-    float
+    dict of str to float
+        FLOPs of the U, W and V blocks of one sweep.
 
     Raises
     ------
@@ -54,23 +58,28 @@ def sweep_flops(widths: Sequence[int], n: int, conv: Optional[InputConv2d] = Non
         count does not model).
     """
     L = len(widths) - 1
-    total = 0.0
+    out = {"U": 0.0, "W": 0.0, "V": 0.0}
     for i in range(L):
         d_out, d_in, cols = _first_layer(widths, n, conv) if i == 0 else (widths[i + 1], widths[i], n)
         if cols < d_in:
             raise ValueError(f"n={n} is below layer {i}'s input width {d_in}: the count assumes the direct "
                              "W form (N >= d_in)")
-        total += 2 * d_out * d_in * cols  # U block
+        out["U"] += 2 * d_out * d_in * cols
         gram = 0 if i == 0 else d_in * d_in * cols + d_in ** 3 / 3
-        total += gram + 2 * d_out * d_in * cols + 2 * d_in * d_in * d_out  # W block
+        out["W"] += gram + 2 * d_out * d_in * cols + 2 * d_in * d_in * d_out
         if i < L - 1:  # V block of layer i's output, with W_{i+1} (d_next × d)
             d, d_next = widths[i + 1], widths[i + 2]
             if 2 * d_next < 3 * d:
                 small, big = min(d, d_next), max(d, d_next)
-                total += small ** 2 * big + small ** 3 / 3 + 2 * small ** 2 * big + 4 * d_next * d * n
+                out["V"] += small ** 2 * big + small ** 3 / 3 + 2 * small ** 2 * big + 4 * d_next * d * n
             else:
-                total += d ** 2 * d_next + 2 * d * d_next * n + d ** 3 / 3 + 2 * d ** 2 * n
-    return total
+                out["V"] += d ** 2 * d_next + 2 * d * d_next * n + d ** 3 / 3 + 2 * d ** 2 * n
+    return out
+
+
+def sweep_flops(widths: Sequence[int], n: int, conv: Optional[InputConv2d] = None) -> float:
+    """FLOPs of one sweep: the sum of :func:`block_flops` (same parameters, conventions and errors)."""
+    return sum(block_flops(widths, n, conv).values())
 
 
 def largest_gemm(widths: Sequence[int], n: int, conv: Optional[InputConv2d] = None) -> Tuple[int, int, int]:

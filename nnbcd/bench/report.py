@@ -40,7 +40,10 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[Any]], markdown: bool)
 
 
 def _blocks(row: Dict[str, Any]) -> str:
-    return " / ".join(f"{k[len('time_'):]} {v:.3g}" for k, v in row.get("blocks_s", {}).items() if v)
+    """``V 1.3 (1.2×) / U 1.1 (2.3×) / ...``: each block's seconds and, where counted, its time over its floor."""
+    over = row.get("blocks_over_floor", {})
+    return " / ".join(f"{k[len('time_'):]} {v:.3g}" + (f" ({over[k]:.2g}×)" if k in over else "")
+                      for k, v in row.get("blocks_s", {}).items() if v)
 
 
 def section_tables(report: Dict[str, Any], markdown: bool) -> List[str]:
@@ -56,7 +59,7 @@ def section_tables(report: Dict[str, Any], markdown: bool) -> List[str]:
     sweeps = report.get("sweeps", [])
     add("NN-BCD sweep (seconds per sweep; floor = sweep FLOPs / GEMM peak measured in the same run)",
         ["network", "variant", "backend", "dtype", "N", "sweep s", "floor s", "time/floor", "vs numpy",
-         "vs projection", "BLAS threads", "per block s"],
+         "vs projection", "BLAS threads", "per block s (time/floor)"],
         [[r["workload"], r["variant"], r["backend"], r["dtype"], r["n"], r["sweep_s"], r["floor_s"],
           r["time_over_floor"], r.get("speedup_vs_numpy"), r.get("vs_projection"), r["blas_threads"], _blocks(r)]
          for r in sweeps])

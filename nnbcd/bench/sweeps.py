@@ -102,17 +102,23 @@ def time_sweep(workload: Workload, variant: str, backend: str, dtype: str, repea
     dict
         ``workload``, ``variant``, ``backend``, ``dtype``, ``n``, ``widths``, ``sweep_flops``,
         ``gemm_shape``, ``gemm_gflops``, ``floor_s`` (= sweep_flops / GEMM rate), ``sweep_s``,
-        ``time_over_floor``, ``blocks_s``, ``blas_threads`` (``None``: the default), ``name``, ``seconds``.
+        ``time_over_floor``, ``blocks_s``, ``blocks_over_floor`` (``time_U``, ``time_W``, ``time_V`` over
+        their blocks' FLOPs at the GEMM rate, :func:`~nnbcd.bench.flops.block_flops`; the dense sweep's
+        counts, so for a compressed variant they include the compression's work), ``blas_threads``
+        (``None``: the default), ``name``, ``seconds``.
     """
     with thread_policy(workload, policy) as threads:
         times = sweep_times(workload, variant, backend, dtype, repeats)
         rate = gemm_rate(*workload.gemm, dtype, backend, repeats)
     floor = workload.flops / rate
+    over = {f"time_{kind}": times["blocks_s"][f"time_{kind}"] / (flops / rate)
+            for kind, flops in workload.block_flops.items() if flops and f"time_{kind}" in times["blocks_s"]}
     return {"name": f"{workload.name}/{variant} {backend} {dtype}", "workload": workload.name, "variant": variant,
             "backend": backend, "dtype": dtype, "n": workload.n, "widths": list(workload.widths),
             "sweep_flops": workload.flops, "gemm_shape": list(workload.gemm), "gemm_gflops": rate / 1e9,
             "floor_s": floor, "seconds": times["sweep_s"], "sweep_s": times["sweep_s"],
-            "time_over_floor": times["sweep_s"] / floor, "blocks_s": times["blocks_s"], "blas_threads": threads}
+            "time_over_floor": times["sweep_s"] / floor, "blocks_s": times["blocks_s"], "blocks_over_floor": over,
+            "blas_threads": threads}
 
 
 def naive_sweep(st: Any, hp: Hyper) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 from ..bcd import NNBCD
 from ..bcd.conv import InputConv2d
 from ..compress import TT, Prune, Compression
-from .flops import largest_gemm, sweep_flops
+from .flops import block_flops, largest_gemm, sweep_flops
 
 SIZES = ("small", "paper")
 
@@ -76,6 +76,11 @@ class Workload:
     def flops(self) -> float:
         """FLOPs of one sweep (:func:`~nnbcd.bench.flops.sweep_flops`)."""
         return sweep_flops(self.widths, self.n, self.conv)
+
+    @property
+    def block_flops(self) -> Dict[str, float]:
+        """FLOPs of one sweep per block kind (:func:`~nnbcd.bench.flops.block_flops`)."""
+        return block_flops(self.widths, self.n, self.conv)
 
     @property
     def gemm(self) -> Tuple[int, int, int]:
