@@ -18,7 +18,7 @@ import numpy as np, scipy.linalg
 cupy = types.ModuleType("cupy")
 cupy.__dict__.update({k: getattr(np, k) for k in dir(np) if not k.startswith("__")})
 cupy.asnumpy = np.asarray
-cupy.linalg = types.SimpleNamespace(cholesky=np.linalg.cholesky, eigh=np.linalg.eigh,
+cupy.linalg = types.SimpleNamespace(cholesky=np.linalg.cholesky, eigh=np.linalg.eigh, qr=np.linalg.qr,
                                     svd=lambda a, full_matrices=True, compute_uv=True:
                                     np.linalg.svd(a, full_matrices=full_matrices, compute_uv=compute_uv))
 class CUDARuntimeError(RuntimeError): pass
@@ -52,6 +52,7 @@ except np.linalg.LinAlgError as exc:
 # a numba-cuda that cannot compile: the same formula as array expressions, with a warning
 import warnings
 import nnbcd.backend.cuda_kernels as ck
+relu_prox_update = ck.relu_prox_update
 def broken(*args):
     raise AttributeError("module 'numpy' has no attribute 'row_stack'")
 ck.relu_prox_update = broken
@@ -60,6 +61,22 @@ with warnings.catch_warnings(record=True) as caught:
     m = nnbcd.NNBCD((20, 12), backend="cupy", dtype="float64", random_state=2, bias=True, max_iter=3).fit(X, y)
 out["fallback_warning"] = [str(c.message) for c in caught if "row_stack" in str(c.message)]
 out["fallback"] = max(float(np.max(np.abs(a - b)) / np.max(np.abs(b))) for a, b in zip(m.coefs_, w["numpy"]))
+ck.relu_prox_update = relu_prox_update
+# DaskNNBCD with cupy shards and a cupy client (workers in this process, where the stand-in is imported)
+try:
+    from distributed import Client, LocalCluster
+except ImportError:
+    pass
+else:
+    from nnbcd import TT
+    from nnbcd.dask import DaskNNBCD
+    params = dict(hidden_layer_sizes=(20, 12), dtype="float64", random_state=2, bias=True, max_iter=3,
+                  compress={1: TT(rank=3, block="cores")})
+    ref = nnbcd.NNBCD(backend="numpy", **params).fit(X, y).coefs_
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        m = DaskNNBCD(client=client, backend="cupy", n_shards=3, **params).fit(X, y)
+    out["dask"] = max(float(np.max(np.abs(a - b)) / np.max(np.abs(b))) for a, b in zip(m.coefs_, ref))
 print(json.dumps(out))
 """
 
@@ -74,3 +91,5 @@ def test_cupy_backend_paths_on_a_numpy_standin():
     assert out["direct"] < 1e-10 and out["woodbury"] < 1e-10, out
     assert "not positive definite" in out["indefinite"]
     assert len(out["fallback_warning"]) == 1 and out["fallback"] < 1e-10, out
+    if "dask" in out:  # the [dask] extra is installed (it is in [test])
+        assert out["dask"] < 1e-10, out
