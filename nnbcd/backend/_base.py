@@ -10,7 +10,7 @@ backend overrides where it has something faster (numba loops, CUDA kernels).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -370,12 +370,23 @@ class Backend(ABC):
         check_kernel_operands((("u", u), ("p", p), ("v", v)), bias=("b", b), out="u")
         return self._relu_prox_update(p, u, v, b, rho, alpha, gamma)
 
+    #: entries per row block of the array-expression kernels below, whose temporaries (several per
+    #: expression) are then that small instead of d×N each; ``None``: whole arrays (a GPU wants few large
+    #: launches)
+    expression_block: Optional[int] = None
+
+    def _row_blocks(self, shape: Tuple[int, ...]) -> Iterator[slice]:
+        rows = shape[0] if self.expression_block is None else max(1, self.expression_block // max(1, shape[1]))
+        return (slice(lo, lo + rows) for lo in range(0, shape[0], rows))
+
     def _relu_prox_update(self, p: Any, u: Any, v: Any, b: Optional[Any], rho: float, alpha: float,
                           gamma: float) -> Any:
-        if b is not None:
-            p += b[:, None]
-        a = (rho * p + alpha * u) / (rho + alpha)
-        u[...] = relu_prox_vectorized(v, a, (rho + alpha) / gamma, self.xp)
+        for rows in self._row_blocks(u.shape):
+            pr = p[rows]
+            if b is not None:
+                pr += b[rows, None]
+            a = (rho * pr + alpha * u[rows]) / (rho + alpha)
+            u[rows] = relu_prox_vectorized(v[rows], a, (rho + alpha) / gamma, self.xp)
         return u
 
     def add_scaled_relu(self, y: Any, x: Any, c: float) -> Any:
@@ -405,8 +416,11 @@ class Backend(ABC):
         return self._relu_gap_sq(v, u)
 
     def _relu_gap_sq(self, v: Any, u: Any) -> float:
-        d = v - self.xp.maximum(u, 0)
-        return float((d * d).sum())
+        total = 0.0
+        for rows in self._row_blocks(u.shape):
+            d = v[rows] - self.xp.maximum(u[rows], 0)
+            total += float((d * d).sum())
+        return total
 
     def lin_gap_sq(self, u: Any, p: Any, b: Optional[Any]) -> float:
         r""":math:`\|U - P - b1^T\|_F^2` with ``p`` :math:`= WV` (d, N) and ``b`` (d,) or ``None``.
@@ -420,10 +434,13 @@ class Backend(ABC):
         return self._lin_gap_sq(u, p, b)
 
     def _lin_gap_sq(self, u: Any, p: Any, b: Optional[Any]) -> float:
-        d = u - p
-        if b is not None:
-            d -= b[:, None]
-        return float((d * d).sum())
+        total = 0.0
+        for rows in self._row_blocks(u.shape):
+            d = u[rows] - p[rows]
+            if b is not None:
+                d -= b[rows, None]
+            total += float((d * d).sum())
+        return total
 
     def sq_dist(self, x: Any, y: Any) -> float:
         r""":math:`\|X - Y\|_F^2` for ``x``, ``y`` of one shape (no broadcasting: a mismatch is an error).
