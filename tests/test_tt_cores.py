@@ -195,6 +195,26 @@ def test_float32_runs_in_float32_and_reports_cg(rng):
             assert r32 <= 1e-4 and r64 <= 1e-9  # default tolerances 1e-5 / 1e-10 (true residual)
 
 
+@pytest.mark.parametrize("name, d_out, d_in, modes, ranks", LAYOUTS, ids=[c[0] for c in LAYOUTS])
+def test_float64_refinement_reaches_the_float64_solution(rng, monkeypatch, name, d_out, d_in, modes, ranks):
+    """float64 solves by float32 corrections (the default) reach the tolerance of float64 CG and the same
+    cores as float64 CG throughout (``refine=False``), on every CG core (max_direct=1)."""
+    import nnbcd.compress.tt_cores as tc
+
+    cores = random_cores(rng, modes, ranks, name == "matrix")
+    U, V, _ = data(rng, d_out, d_in, n=15)
+    plain = sweep(cores, U, V, max_direct=1, cg_tol=1e-12, refine=False)
+    dtypes = []
+    pcg = tc._pcg
+    monkeypatch.setattr(tc, "_pcg", lambda matvec, rhs, *a: dtypes.append(rhs.dtype) or pcg(matvec, rhs, *a))
+    refined = sweep(cores, U, V, max_direct=1, cg_tol=1e-12)
+    assert (np.float32 in dtypes) == (name != "single-column")  # the corrections ran in float32
+    W, W_ref = to_matrix(plain.cores, d_out, d_in), to_matrix(refined.cores, d_out, d_in)
+    np.testing.assert_allclose(W_ref, W, rtol=0, atol=1e-9 * np.abs(W).max())
+    assert ("cg" in refined.info["solve"]) == (name != "single-column")  # row cores only: Kronecker solves
+    assert all(r is None or r <= 1e-11 for r in refined.info["cg_residual"]), refined.info["cg_residual"]
+
+
 @pytest.mark.parametrize("change, exc, match", [
     (lambda c: [c[0][:, :, :1]] + c[1:], ValueError, "ranks must chain"),
     (lambda c: [np.ones((1, 4, 2))] + c[1:], ValueError, "do not make a 6×12 weight"),
