@@ -149,7 +149,7 @@ def test_module_entry_point_info():
 
 # (n_features, n_classes) of each data set, and the networks the paper's presets describe (spec §7)
 DATA_WIDTHS = {"digits": (64, 10), "har": (561, 6), "flare": (40, 2), "mnist": (784, 10), "mnist5k": (784, 10)}
-NETWORKS = {"digits.toml": (64, 256, 256, 10), "digits_tt.toml": (64, 256, 256, 10),
+NETWORKS = {"digits.toml": (64, 256, 256, 10), "digits_dense.toml": (64, 256, 256, 10), "digits_tt.toml": (64, 256, 256, 10),
             "digits_tt_cr10.toml": (64, 256, 256, 10), "digits_prune90.toml": (64, 256, 256, 10),
             "flare_prune.toml": (40, 300, 100, 2), "har_tt.toml": (561, 1024, 1024, 1024, 512, 6),
             "har5_tt.toml": (561, 1024, 1024, 1024, 512, 512, 6), "mnist_cnn.toml": (784, 5408, 1024, 1024, 10),
