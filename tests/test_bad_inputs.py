@@ -586,9 +586,15 @@ _PARAM_CASES = [
     ("gamma", [(k, v, ValueError) for k, v in BAD_POSITIVE.items()]
      + [("str", "1", TypeError), ("bool", True, TypeError)]),
     ("rho", [("zero", 0.0, ValueError), ("none", None, TypeError)]),
-    ("alpha", [("negative", -1.0, ValueError), ("inf", math.inf, ValueError)]),
-    ("alpha_w", [("negative", -1.0, ValueError)]),
-    ("alpha_b", [("zero", 0.0, ValueError)]),
+    ("alpha", [("negative", -1.0, ValueError), ("inf", math.inf, ValueError), ("str", "1", TypeError),
+               ("bool", True, TypeError),
+               # a schedule (issue 11): a non-positive or non-finite value, an unknown type
+               ("schedule-negative", {"type": "piecewise", "pieces": [[1, 1.0], [21, -0.1]]}, ValueError),
+               ("schedule-nan", {"type": "geometric", "start": 1.0, "factor": math.nan}, ValueError),
+               ("schedule-unknown", {"type": "cosine", "start": 1.0}, ValueError)]),
+    ("alpha_w", [("negative", -1.0, ValueError),
+                 ("schedule-inf", {"type": "geometric", "start": 1.0, "factor": 2.0, "ceiling": math.inf}, ValueError)]),
+    ("alpha_b", [("zero", 0.0, ValueError), ("list", [1.0, 0.1], TypeError)]),
     ("tau", [("negative", -1.0, ValueError), ("str", "x", TypeError)]),
     ("loss_scale", [("unknown", "avg", ValueError)]),
     ("init", [("unknown", "he", ValueError)]),
@@ -722,6 +728,7 @@ CLI_ROWS = [
     *[pytest.param(lambda tmp, s=s: ["solve", DIGITS, "--set", s, "--set", "fit.max_iter=1"], name, id=f"set-{s}")
       for s, name in [("fit=3", "fit"), ("compress=5", "compress"), ('data="digits"', "data"),
                       ("model.gamma=-1", "gamma"), ("model.gamma='x'", "gamma"),
+                      ("model.alpha={type='piecewise', pieces=[[1, 1.0], [3, 0.0]]}", "alpha"),
                       ("model.hidden_layer_sizes=[0]", "hidden_layer_sizes"), ("model.dtype='int32'", "dtype"),
                       ("data.dtype='int32'", "dtype"), ("data.test_size=1.5", "test_size"), ("data.seed=-1", "seed"),
                       ("model.backend='jax'", "backend"), ("model.init_scale=nan", "init_scale"),

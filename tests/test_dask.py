@@ -112,6 +112,19 @@ def test_weights_travel_once_per_worker(client, digits):
     np.testing.assert_array_equal(m.result_.history["bytes_sent"][1:], 2 * weights)
 
 
+def test_dask_follows_the_alpha_schedule(client, digits):
+    """A scheduled α (issue 11) reaches the shards' blocks and the client's: NNBCD's iterates and α history."""
+    from nnbcd.schedules import Piecewise
+
+    X, y = digits[0][:300], digits[1][:300]
+    params = dict(hidden_layer_sizes=(24, 16), alpha=Piecewise([(1, 1.0), (3, 0.1)]), bias=True, max_iter=5,
+                  random_state=0)
+    b = DaskNNBCD(client=client, n_shards=2, **params).fit(X, y)
+    a = NNBCD(**params).fit(X, y)
+    assert list(b.result_.history["alpha"]) == [1.0, 1.0, 0.1, 0.1, 0.1]
+    _assert_same_iterates(a, b)
+
+
 def test_bad_inputs_name_the_argument(client, digits):
     X, y = digits[0][:100], digits[1][:100]
     m = DaskNNBCD((8,), client=client, max_iter=1)

@@ -173,3 +173,118 @@ def test_sweeps_start_at_one():
         Constant(1.0).value(0)
     with pytest.raises(ValueError, match="start at 1"):
         Geometric(1.0, 2.0).is_constant_from(0)
+
+
+# ---- a scheduled prox weight α in the solver (issue 11) ------------------------------------------------------
+
+def _digits():
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    idx = np.random.default_rng(0).permutation(len(y))[:300]
+    return X[idx] / 16.0, y[idx]
+
+
+def _alpha_fit(alpha, max_iter=6, **kw):
+    from nnbcd import NNBCD
+
+    X, y = _digits()
+    params = dict(hidden_layer_sizes=(24, 16), gamma=0.8, rho=0.6, alpha=alpha, bias=True, dtype="float64",
+                  random_state=3, max_iter=max_iter)
+    params.update(kw)
+    return NNBCD(**params).fit(X, y)
+
+
+def test_constant_alpha_schedule_is_the_number_bit_for_bit():
+    import numpy as np
+
+    a, b = _alpha_fit(0.7), _alpha_fit(Piecewise([(1, 0.7), (4, 0.7)]))
+    for wa, wb in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        np.testing.assert_array_equal(wa, wb)
+    np.testing.assert_array_equal(a.result_.history["objective"], b.result_.history["objective"])
+    assert list(a.result_.history["alpha"]) == list(b.result_.history["alpha"]) == [0.7] * 6
+    assert "alpha_w" not in b.result_.history and a.result_.constant_from == b.result_.constant_from == 1
+
+
+def test_alpha_schedule_equals_hand_sweeps_with_the_values_of_each_sweep():
+    """Oracle: the sweeps run by hand (nnbcd.bcd.sweep.sweep) from the same initial iterate, with a Hyper whose α
+    (and α_W, α_b, which default to it) is 1.0 in sweeps 1-2 and 0.05 from sweep 3."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from nnbcd.bcd.blocks import Workspace
+    from nnbcd.bcd.state import Hyper
+    from nnbcd.bcd.sweep import sweep
+
+    alpha = Piecewise([(1, 1.0), (3, 0.05)])
+    m = _alpha_fit(alpha)
+    h = m.result_.history
+    assert list(h["alpha"]) == [1.0, 1.0] + [0.05] * 4 and m.result_.constant_from == 3
+    init = _alpha_fit(alpha, max_iter=0)
+    st, be = init.state_, init.backend_
+    ws = Workspace(st, be)
+    base = Hyper(gamma=0.8, rho=0.6, alpha=1.0, alpha_w=1.0, alpha_b=1.0, kappa=1.0)
+    for k in range(1, 7):
+        st.sweep = k
+        a = alpha.value(k)
+        sweep(st, replace(base, alpha=a, alpha_w=a, alpha_b=a), be, ws, False)
+    for w, ref in zip(m.coefs_ + m.intercepts_, st.W + st.b):
+        np.testing.assert_array_equal(w, be.to_numpy(ref))
+    # before the change, the run is the one with the first value; after it, it is not
+    first = _alpha_fit(1.0, max_iter=2)
+    for wa, wb in zip(first.coefs_, _alpha_fit(alpha, max_iter=2).coefs_):
+        np.testing.assert_array_equal(wa, wb)
+    assert not np.array_equal(m.coefs_[0], _alpha_fit(1.0).coefs_[0])
+
+
+def test_alpha_table_and_separate_alpha_w_schedule_are_recorded():
+    import numpy as np
+
+    m = _alpha_fit({"type": "geometric", "start": 1.0, "factor": 0.5, "floor": 0.25}, max_iter=5,
+                   alpha_w=Piecewise([(1, 2.0), (5, 1.0)]), alpha_b=0.3)
+    h = m.result_.history
+    np.testing.assert_array_equal(h["alpha"], [1.0, 0.5, 0.25, 0.25, 0.25])
+    np.testing.assert_array_equal(h["alpha_w"], [2.0] * 4 + [1.0])
+    np.testing.assert_array_equal(h["alpha_b"], [0.3] * 5)
+    assert m.result_.constant_from == 5
+
+
+def test_alpha_schedule_checkpoint_resume_equals_the_uninterrupted_run(tmp_path):
+    import numpy as np
+
+    alpha = {"type": "piecewise", "pieces": [[1, 1.0], [4, 0.1]]}
+    full = _alpha_fit(alpha, max_iter=7)
+    _alpha_fit(alpha, max_iter=3, checkpoint_every=1, checkpoint_dir=tmp_path)
+    resumed = _alpha_fit(alpha, max_iter=7).fit(*_digits(), resume=tmp_path)
+    for wa, wb in zip(full.coefs_ + full.intercepts_, resumed.coefs_ + resumed.intercepts_):
+        np.testing.assert_array_equal(wa, wb)
+    assert list(resumed.result_.history["alpha"]) == [1.0] * 3 + [0.1] * 4
+    with pytest.raises(ValueError, match="alpha"):  # another schedule is another run
+        _alpha_fit({"type": "piecewise", "pieces": [[1, 1.0], [5, 0.1]]}, max_iter=7).fit(*_digits(), resume=tmp_path)
+
+
+def test_alpha_schedule_in_a_preset(tmp_path):
+    import json
+
+    from nnbcd.runners import nnbcd as runner
+
+    config = tomllib.loads("""
+method = "nnbcd"
+name = "alpha_schedule"
+[data]
+name = "digits"
+[model]
+hidden_layer_sizes = [16]
+dtype = "float64"
+alpha = {type = "piecewise", pieces = [[1, 1.0], [3, 0.2]]}
+[fit]
+max_iter = 4
+monitor_every = 1
+""")
+    summary = runner.run(config, tmp_path, quiet=True)
+    h = json.loads((tmp_path / "result.json").read_text())["history"]
+    assert h["alpha"] == [1.0, 1.0, 0.2, 0.2]
+    assert summary["constant_from"] == 3 and summary["sufficient_decrease"] is True
+

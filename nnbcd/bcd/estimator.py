@@ -81,10 +81,14 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         Activation coupling γ and linear coupling ρ: a number, or a :class:`~nnbcd.schedules.Schedule`
         (or its table, ``{"type": "geometric", "start": ..., "factor": ..., "ceiling": ...}``) giving the
         value of each sweep.
-    alpha : float > 0
-        Proximal weight α.
-    alpha_w, alpha_b : float > 0, optional
-        Prox weights of the W and bias blocks (default ``alpha``).
+    alpha : float > 0 or Schedule
+        Proximal weight α: a number, or a :class:`~nnbcd.schedules.Schedule` (or its table, e.g.
+        ``{"type": "piecewise", "pieces": [[1, 1.0], [21, 0.1]]}``) giving the value of each sweep, recorded in
+        ``history["alpha"]``; as with γ and ρ, the convergence guarantee holds from the sweep where every
+        schedule is constant (``result_.constant_from``), with the α of those sweeps.
+    alpha_w, alpha_b : float > 0 or Schedule, optional
+        Prox weights of the W and bias blocks (default ``alpha``, its schedule included); when given, a number
+        or a schedule as ``alpha``, recorded in ``history["alpha_w"]`` / ``history["alpha_b"]``.
     compress : mapping {int: Compression}, optional
         Compression spec per layer, keyed by layer ``0..L-1``. One spec object shared by several layers
         is one group (e.g. global pruning). A conv layer 0 is not compressed. A spec with an exact block
@@ -234,7 +238,7 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         """The constructor parameters that do not depend on the data, validated."""
         if self.conv is not None and not isinstance(self.conv, InputConv2d):
             raise TypeError(f"conv must be an InputConv2d or None, got {type(self.conv).__name__}")
-        alpha = val.check_positive(self.alpha, "alpha")
+        alpha = _scheduled(self.alpha, "alpha")
         with val.named_errors("random_state"):  # numpy's SeedSequence message does not say which argument
             rng = np.random.default_rng(self.random_state)
         return {
@@ -245,8 +249,9 @@ class NNBCD(ClassifierMixin, BaseEstimator):
             "gamma": _scheduled(self.gamma, "gamma"),
             "rho": _scheduled(self.rho, "rho"),
             "alpha": alpha,
-            "alpha_w": val.check_positive(alpha if self.alpha_w is None else self.alpha_w, "alpha_w"),
-            "alpha_b": val.check_positive(alpha if self.alpha_b is None else self.alpha_b, "alpha_b"),
+            # default: the very object alpha (number or schedule), so that the history records alpha alone
+            "alpha_w": alpha if self.alpha_w is None else _scheduled(self.alpha_w, "alpha_w"),
+            "alpha_b": alpha if self.alpha_b is None else _scheduled(self.alpha_b, "alpha_b"),
             "loss_scale": val.check_choice(self.loss_scale, ("sum", "mean"), "loss_scale"),
             "init_scale": val.check_positive(self.init_scale, "init_scale"),
             "max_iter": val.check_int(self.max_iter, "max_iter", minimum=0),
@@ -430,10 +435,7 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         # what a checkpoint must match to be resumed by this fit
         params = self._resume_params()
         data = ckpt.data_fingerprint(ckpt.row_digest(X, labels), *X.shape, self.classes_.astype(str), xv, lv)
-        schedules = Schedules(gamma=cfg["gamma"], rho=cfg["rho"], tau=tau)
-        hp = schedules.hyper(Hyper(gamma=0.0, rho=0.0, alpha=cfg["alpha"], alpha_w=cfg["alpha_w"],
-                                   alpha_b=cfg["alpha_b"],
-                                   kappa=1.0 if cfg["loss_scale"] == "sum" else 1.0 / X.shape[0]), 1)
+        schedules, hp = schedules_and_hyper(cfg, tau, X.shape[0])
         Xb, Yb = be.asarray(X.T, dtype), be.asarray(_one_hot(labels, len(self.classes_)), dtype)
         start = None
         if resume is not None:
@@ -663,6 +665,16 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         if isinstance(state.get("backend_"), str):
             state = dict(state, backend_=get_backend(state["backend_"]))
         super().__setstate__(state)
+
+
+def schedules_and_hyper(cfg: Dict[str, Any], tau: Dict[int, Scheduled], n_samples: int) -> Tuple[Schedules, Hyper]:
+    """The run loop's :class:`~nnbcd.bcd.state.Schedules` (γ, ρ, α, α_W, α_b, τ: numbers or schedules) from the
+    checked parameters ``cfg`` (:meth:`NNBCD._checked_params`), and the :class:`~nnbcd.bcd.state.Hyper` of
+    sweep 1 (κ from ``loss_scale`` and the number of training samples ``n_samples``)."""
+    schedules = Schedules(gamma=cfg["gamma"], rho=cfg["rho"], tau=tau, alpha=cfg["alpha"], alpha_w=cfg["alpha_w"],
+                          alpha_b=cfg["alpha_b"])
+    kappa = 1.0 if cfg["loss_scale"] == "sum" else 1.0 / n_samples
+    return schedules, schedules.hyper(Hyper(gamma=0.0, rho=0.0, alpha=0.0, alpha_w=0.0, alpha_b=0.0, kappa=kappa), 1)
 
 
 def _scheduled(value: Any, name: str, allow_zero: bool = False) -> Scheduled:

@@ -65,31 +65,45 @@ class Schedules:
     gamma, rho : float or Schedule
     tau : dict of int to (float or Schedule)
         τ of each layer with the projection block (0 for no coupling).
+    alpha, alpha_w, alpha_b : float or Schedule, optional
+        The prox weights α (V_L and U blocks), α_W and α_b; ``None`` keeps the base :class:`Hyper`'s value
+        (``alpha_w``, ``alpha_b`` are the same object as ``alpha`` when they default to it).
     """
 
     gamma: Scheduled
     rho: Scheduled
     tau: Dict[int, Scheduled]
+    alpha: Optional[Scheduled] = None
+    alpha_w: Optional[Scheduled] = None
+    alpha_b: Optional[Scheduled] = None
 
     def hyper(self, base: Hyper, sweep: int) -> Hyper:
-        """``base`` with γ and ρ of sweep ``sweep``."""
-        return replace(base, gamma=value_at(self.gamma, sweep), rho=value_at(self.rho, sweep))
+        """``base`` with γ, ρ (and the α's that are given) of sweep ``sweep``."""
+        alphas = {name: value_at(v, sweep) for name, v in
+                  (("alpha", self.alpha), ("alpha_w", self.alpha_w), ("alpha_b", self.alpha_b)) if v is not None}
+        return replace(base, gamma=value_at(self.gamma, sweep), rho=value_at(self.rho, sweep), **alphas)
 
     def tau_at(self, sweep: int) -> Dict[int, float]:
         """τ of each projection-block layer in sweep ``sweep``."""
         return {i: value_at(t, sweep) for i, t in self.tau.items()}
 
     def record(self, sweep: int) -> Dict[str, float]:
-        """``gamma``, ``rho`` and ``tau_i``: the values of sweep ``sweep``, for the history."""
+        """``gamma``, ``rho``, ``alpha`` (when given; ``alpha_w``, ``alpha_b`` when given apart from it) and
+        ``tau_i``: the values of sweep ``sweep``, for the history."""
         rec = {"gamma": value_at(self.gamma, sweep), "rho": value_at(self.rho, sweep)}
+        if self.alpha is not None:
+            rec["alpha"] = value_at(self.alpha, sweep)
+        for name, v in (("alpha_w", self.alpha_w), ("alpha_b", self.alpha_b)):
+            if v is not None and v is not self.alpha:
+                rec[name] = value_at(v, sweep)
         rec.update({f"tau_{i}": t for i, t in self.tau_at(sweep).items()})
         return rec
 
     @property
     def constant_from(self) -> Optional[int]:
         """The first sweep from which none of these values changes (``None`` if one never settles)."""
-        return last_change(v.constant_from if isinstance(v, Schedule) else 1
-                           for v in (self.gamma, self.rho, *self.tau.values()))
+        values = (self.gamma, self.rho, self.alpha, self.alpha_w, self.alpha_b, *self.tau.values())
+        return last_change(v.constant_from if isinstance(v, Schedule) else 1 for v in values)
 
 
 @dataclass

@@ -15,9 +15,9 @@ from sklearn.utils.multiclass import check_classification_targets
 
 from .. import _validation as val
 from ..bcd import checkpoint as ckpt
-from ..bcd.estimator import NNBCD, _check_conv_input, _checked_checkpoint, _checkpointer
+from ..bcd.estimator import NNBCD, _check_conv_input, _checked_checkpoint, _checkpointer, schedules_and_hyper
 from ..bcd.loop import SweepFailed, run
-from ..bcd.state import BCDState, Hyper, Schedules
+from ..bcd.state import BCDState
 from ..result import SolveResult, Status
 from .engine import DaskEngine
 from .shards import initial_weights, make_shard, rows_digest
@@ -208,10 +208,7 @@ class DaskNNBCD(NNBCD):
         widths = first + cfg["hidden"] + (len(self.classes_),)
         compress, tau = self._checked_compression(widths)
         validation, xv, lv = self._validation_data(X_val, y_val, shape[1], be, dtype)
-        schedules = Schedules(gamma=cfg["gamma"], rho=cfg["rho"], tau=tau)
-        hp = schedules.hyper(Hyper(gamma=0.0, rho=0.0, alpha=cfg["alpha"], alpha_w=cfg["alpha_w"],
-                                   alpha_b=cfg["alpha_b"],
-                                   kappa=1.0 if cfg["loss_scale"] == "sum" else 1.0 / shape[0]), 1)
+        schedules, hp = schedules_and_hyper(cfg, tau, shape[0])
         # every shard draws the initial weights from a copy of the one generator: the same W^0 everywhere
         init = {"rng": cfg["rng"], "init_scale": cfg["init_scale"], "bias": cfg["bias"]}
         unfitted = copy.copy(self)

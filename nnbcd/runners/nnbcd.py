@@ -11,7 +11,7 @@ Tables of a ``method = "nnbcd"`` preset (layer indices are 0-based: layer i is t
     [[compress]] layers = [0, 1], type = "tt" | "prune", and the spec's own keys (rank, shape, sparsity,
                  block = "projection" | "cores" | "masked", reselect_every, freeze_after, ...)
 
-``gamma``, ``rho``, ``tau`` (or one layer's entry of a ``tau`` table), a TT ``rank`` and a Prune
+``gamma``, ``rho``, ``alpha``, ``tau`` (or one layer's entry of a ``tau`` table), a TT ``rank`` and a Prune
 ``sparsity`` take a number or a schedule table (:func:`nnbcd.schedules.as_schedule`), e.g.
 ``tau = {type = "geometric", start = 1.0, factor = 1.1, ceiling = 100.0}``.
 
@@ -38,6 +38,7 @@ from ..bcd import NNBCD, InputConv2d
 from ..bcd import checkpoint as ckpt
 from ..compress import TT, Compression, Prune
 from ..convergence import plot_convergence, rate, sufficient_decrease
+from ..schedules import Schedule, as_schedule
 from .schema import (Field, Preset, check_keys, ensure_out_dir, load_data, parse_preset, positive_int,
                      write_json)
 
@@ -274,7 +275,10 @@ def run(config: Mapping[str, Any], out_dir: "str | Path", *, quiet: bool = False
     exact_only = all(spec.exact for spec in model.state_.compress.values())
     # a run stopped before its first sweep completed (max_iter = 0, Ctrl-C) has no steps recorded
     if exact_only and res.constant_from is not None and not np.isnan(h.get("prox_step_sq", [np.nan])).all():
-        summary["sufficient_decrease"] = sufficient_decrease(res, model.alpha).ok
+        alpha = model.alpha  # a number or a schedule (its table): the α of the sweeps checked, from constant_from
+        if isinstance(alpha, (Mapping, Schedule)):
+            alpha = as_schedule(dict(alpha) if isinstance(alpha, Mapping) else alpha, "alpha").value(res.constant_from)
+        summary["sufficient_decrease"] = sufficient_decrease(res, alpha).ok
     try:
         summary["rate_slope"] = round(rate(res).slope, 3)
     except ValueError:  # too few monitored iterations to fit a slope
