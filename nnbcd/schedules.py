@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 Number = Union[int, float]
 
-__all__ = ["Constant", "Geometric", "Piecewise", "Schedule", "as_schedule"]
+__all__ = ["Constant", "Geometric", "Piecewise", "Schedule", "as_schedule", "check_within_run"]
 
 
 def _round_half_up(x: float) -> int:
@@ -87,6 +87,11 @@ class Schedule(ABC):
     def to_dict(self) -> Dict[str, Any]:
         """A TOML-ready description; ``as_schedule(s.to_dict(), name, integer=s.integer) == s``."""
 
+    @abstractmethod
+    def bounds_until(self, last: int) -> Tuple[Number, Number]:
+        """``(lowest, highest)`` value over sweeps ``1..last``: where an unbounded geometric schedule has
+        overflowed to ``inf`` or underflowed to 0 within a run of ``last`` sweeps, the bound says so."""
+
     def is_constant_from(self, k: int) -> bool:
         """Whether the value is constant from sweep ``k`` on (``k ≥ constant_from``)."""
         k = _sweep(k)
@@ -134,6 +139,10 @@ class Constant(Schedule):
         return 1
 
     def bounds(self) -> Tuple[Number, Number]:
+        return self._value, self._value
+
+    def bounds_until(self, last: int) -> Tuple[Number, Number]:
+        _sweep(last)
         return self._value, self._value
 
     def to_dict(self) -> Dict[str, Any]:
@@ -246,6 +255,10 @@ class Geometric(Schedule):
             return self._out(self.start), (math.inf if self.ceiling is None else self._out(self.ceiling))
         return (0.0 if self.floor is None else self._out(self.floor)), self._out(self.start)
 
+    def bounds_until(self, last: int) -> Tuple[Number, Number]:
+        first, end = self.value(1), self.value(last)  # monotone: the extremes are the ends
+        return min(first, end), max(first, end)
+
     def to_dict(self) -> Dict[str, Any]:
         d: Dict[str, Any] = {"type": "geometric", "start": self.start, "factor": self.factor}
         if self.ceiling is not None:
@@ -318,8 +331,30 @@ class Piecewise(Schedule):
         values = [v for _, v in self.pieces]
         return min(values), max(values)
 
+    def bounds_until(self, last: int) -> Tuple[Number, Number]:
+        values = [v for start, v in self.pieces if start <= _sweep(last)]
+        return min(values), max(values)
+
     def to_dict(self) -> Dict[str, Any]:
         return {"type": "piecewise", "pieces": [[s, v] for s, v in self.pieces]}
+
+
+def check_within_run(value: Any, name: str, last: int, allow_zero: bool = False) -> None:
+    """Raise a ValueError naming ``name`` if a schedule's value leaves the finite, > 0 (≥ 0 with
+    ``allow_zero``) range within sweeps ``1..last``; a number passes (it was checked when given).
+
+    A geometric schedule without a ceiling (floor) grows (decays) without end: run long enough, its value
+    overflows to ``inf`` or underflows to 0, which would stop the run deep inside a block. Checked before
+    the first sweep instead, for the run's ``max_iter``.
+    """
+    if not isinstance(value, Schedule) or last < 1:
+        return
+    lo, hi = value.bounds_until(last)
+    if not (math.isfinite(hi) and (lo > 0 or (allow_zero and lo == 0))):
+        bad = hi if not math.isfinite(hi) else lo
+        bound = "a ceiling" if not math.isfinite(hi) else "a floor"
+        raise ValueError(f"{name}: the schedule {value!r} reaches {bad!r} within the {last} sweeps of this run "
+                         f"(max_iter); give it {bound}, a smaller factor or fewer sweeps")
 
 
 _KEYS = {

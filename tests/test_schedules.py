@@ -288,3 +288,37 @@ monitor_every = 1
     assert h["alpha"] == [1.0, 1.0, 0.2, 0.2]
     assert summary["constant_from"] == 3 and summary["sufficient_decrease"] is True
 
+
+
+def test_bounds_within_a_run_by_hand():
+    assert Constant(2.0).bounds_until(5) == (2.0, 2.0)
+    assert Geometric(1.0, 2.0).bounds_until(4) == (1.0, 8.0)            # 1, 2, 4, 8
+    assert Geometric(8.0, 0.5, floor=2.0).bounds_until(10) == (2.0, 8.0)
+    assert Geometric(1.0, 1e200).bounds_until(3) == (1.0, math.inf)      # 1e400 overflows
+    assert Geometric(1.0, 1e-200).bounds_until(3) == (0.0, 1.0)          # 1e-400 underflows
+    assert Piecewise([(1, 3.0), (5, 1.0), (9, 7.0)]).bounds_until(6) == (1.0, 3.0)
+
+
+@pytest.mark.parametrize("param, table", [
+    ("gamma", {"type": "geometric", "start": 1.0, "factor": 1e200}),
+    ("rho", {"type": "geometric", "start": 1.0, "factor": 1e-200}),
+    ("alpha", {"type": "geometric", "start": 1.0, "factor": 1e200}),
+])
+def test_a_schedule_that_leaves_the_range_within_max_iter_is_refused_before_the_first_sweep(param, table):
+    """An unbounded geometric schedule that overflows (underflows) within max_iter sweeps: a ValueError naming
+    it before any sweep (it crashed deep in the ReLU prox after the sweeps before); a shorter run is fine."""
+    from nnbcd import NNBCD
+
+    X, y = _digits()
+    with pytest.raises(ValueError, match=f"{param}: the schedule .* reaches (inf|0.0) within the 3 sweeps"):
+        NNBCD((8,), max_iter=3, **{param: table}).fit(X, y)
+    assert NNBCD((8,), max_iter=2, **{param: table}).fit(X, y).n_iter_ == 2  # 1e200 (1e-200) is still a number
+
+
+def test_a_tau_schedule_that_overflows_names_its_layer():
+    from nnbcd import NNBCD, TT
+
+    X, y = _digits()
+    with pytest.raises(ValueError, match=r"tau\[0\]: the schedule"):
+        NNBCD((8,), max_iter=3, compress={0: TT(rank=2)}, tau={0: {"type": "geometric", "start": 1.0, "factor": 1e200}}
+              ).fit(X, y)

@@ -32,7 +32,7 @@ from ..backend import Backend, check_dtype, get_backend
 from ..backend.threads import blas_thread_limit
 from ..compress.base import Compression
 from ..result import SolveResult, Status
-from ..schedules import Schedule, as_schedule
+from ..schedules import Schedule, as_schedule, check_within_run
 from . import checkpoint as ckpt
 from .blocks import Workspace
 from .conv import InputConv2d
@@ -241,7 +241,7 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         alpha = _scheduled(self.alpha, "alpha")
         with val.named_errors("random_state"):  # numpy's SeedSequence message does not say which argument
             rng = np.random.default_rng(self.random_state)
-        return {
+        cfg = {
             "hidden": val.check_hidden_layer_sizes(self.hidden_layer_sizes),
             "bias": val.check_bool(self.bias, "bias"),
             "verbose": val.check_bool(self.verbose, "verbose"),
@@ -266,6 +266,9 @@ class NNBCD(ClassifierMixin, BaseEstimator):
             "checkpoint_every": val.check_int(self.checkpoint_every, "checkpoint_every", optional=True),
             "checkpoint_dir": self._checked_checkpoint_dir(),
         }
+        for name in ("gamma", "rho", "alpha", "alpha_w", "alpha_b"):
+            check_within_run(cfg[name], name, cfg["max_iter"])
+        return cfg
 
     def _checked_checkpoint_dir(self) -> Optional[Path]:
         """``checkpoint_dir`` as a Path (created), which must be given exactly when ``checkpoint_every`` is."""
@@ -317,6 +320,8 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         else:
             t = _scheduled(self.tau, "tau", allow_zero=True)
             tau = {i: t for i in coupled}
+        for i, t in tau.items():
+            check_within_run(t, f"tau[{i}]", self.max_iter if isinstance(self.max_iter, int) else 0, allow_zero=True)
         # a warm-up before an exact block (exact_from > 1) may run uncoupled on purpose
         projected = [i for i in coupled if not compress[i].exact]
         if projected and not any(tau[i] for i in projected) and not all(compress[i].replaces_weight for i in projected):
