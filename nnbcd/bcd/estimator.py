@@ -687,7 +687,12 @@ def _scheduled(value: Any, name: str, allow_zero: bool = False) -> Scheduled:
     (from a Schedule or its table), checked; errors name ``name``."""
     if isinstance(value, (Schedule, Mapping)):
         return as_schedule(dict(value) if isinstance(value, Mapping) else value, name)
-    return val.check_positive(value, name, allow_zero=allow_zero)
+    try:
+        return val.check_positive(value, name, allow_zero=allow_zero)
+    except TypeError:  # say that a schedule is allowed too (e.g. the Schedule class passed instead of an instance)
+        raise TypeError(f"{name} must be a number {'≥' if allow_zero else '>'} 0, a nnbcd.schedules.Schedule or its "
+                        f"table (e.g. {{'type': 'geometric', 'start': 1.0, 'factor': 1.1, 'ceiling': 10.0}}), got "
+                        f"{type(value).__name__} {value!r}") from None
 
 
 def _checked_n_jobs(n_jobs: Any) -> Optional[int]:
