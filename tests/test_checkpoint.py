@@ -10,6 +10,7 @@ from sklearn.datasets import load_digits
 
 from nnbcd import NNBCD, TT, Prune
 from nnbcd.bcd import checkpoint as ckpt
+from nnbcd.schedules import Constant
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -135,6 +136,18 @@ def test_a_checkpoint_of_other_data_is_refused(data, saved):
                      ((X, y), dict(X_val=Xv, y_val=yv))]:
         with pytest.raises(ValueError, match="resume.*other data"):
             _model().fit(*args, resume=saved, **kw)
+
+
+@pytest.mark.parametrize("alpha", [1, 1.0, Constant(1.0), {"type": "piecewise", "pieces": [[1, 1.0]]},
+                                   {"type": "geometric", "start": 1, "factor": 1.0}])
+def test_the_same_value_spelled_otherwise_resumes(data, tmp_path, alpha):
+    """α = 1.0 (the default) is α = 1, a constant schedule, one piece or a factor of 1: the resume is accepted and
+    continues the run exactly; another value is refused with both values shown as numbers."""
+    X, y, _, _ = data
+    _model(max_iter=2, checkpoint_every=2, checkpoint_dir=tmp_path).fit(X, y)
+    _assert_same_run(_model(max_iter=3).fit(X, y), _model(max_iter=3, alpha=alpha).fit(X, y, resume=tmp_path))
+    with pytest.raises(ValueError, match=r"alpha: checkpoint 1\.0, now 1\.5"):
+        _model(max_iter=3, alpha=1.5).fit(X, y, resume=tmp_path)
 
 
 def test_parameters_that_change_no_iterate_may_differ(data, saved, tmp_path):

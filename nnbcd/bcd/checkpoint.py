@@ -708,4 +708,32 @@ def differences(saved: Mapping[str, Any], current: Mapping[str, Any], ignore: Tu
     list of str
         Sorted.
     """
-    return sorted(k for k in set(saved) | set(current) if k not in ignore and saved.get(k) != current.get(k))
+    return sorted(k for k in set(saved) | set(current)
+                  if k not in ignore and canonical(saved.get(k)) != canonical(current.get(k)))
+
+
+def canonical(value: Any) -> Any:
+    """A :func:`plain_params` value with one spelling per meaning, for comparing and showing: numbers (ints and
+    the stored ``repr`` strings) as floats, so ``alpha=1`` is ``alpha=1.0``; a schedule that never changes
+    (a constant table, one piece, a factor of 1) as its value, so ``Constant(1.0)`` is ``1.0``."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    if isinstance(value, list):
+        return [canonical(v) for v in value]
+    if isinstance(value, dict):
+        kind = value.get("type")
+        if kind == "constant" and set(value) == {"type", "value"}:
+            return canonical(value["value"])
+        if kind == "piecewise" and set(value) == {"type", "pieces"} and len(value["pieces"]) == 1:
+            return canonical(value["pieces"][0][1])
+        if kind == "geometric" and canonical(value.get("factor")) == 1.0:
+            return canonical(value["start"])
+        return {k: canonical(v) for k, v in value.items()}
+    return value

@@ -720,7 +720,8 @@ def _checked_checkpoint(resume: Any, params: Dict[str, Any], data: str, dtype: s
     saved = ckpt.load(resume, "resume", columns=columns)
     changed = ckpt.differences(saved.params, params, RESUME_FREE)
     if changed:
-        detail = "; ".join(f"{k}: checkpoint {saved.params.get(k)!r}, now {params.get(k)!r}" for k in changed[:3])
+        detail = "; ".join(f"{k}: checkpoint {ckpt.canonical(saved.params.get(k))!r}, now "
+                           f"{ckpt.canonical(params.get(k))!r}" for k in changed[:3])
         raise ValueError(f"resume: the checkpoint {str(saved.path)!r} was written with other parameters "
                          f"{changed} ({detail})")
     if saved.dtype != dtype:
