@@ -125,6 +125,32 @@ def test_dask_follows_the_alpha_schedule(client, digits):
     _assert_same_iterates(a, b)
 
 
+def test_an_explicit_client_is_shared_by_clones_and_left_out_of_pickles(client, digits):
+    """clone (scikit-learn's model selection) shares a live client instead of deep-copying it (it failed: sockets
+    and an event loop do not copy); a pickle leaves it out, and the unpickled model predicts the same."""
+    import pickle
+
+    from sklearn.base import clone
+
+    X, y = digits[0][:200], digits[1][:200]
+    m = DaskNNBCD((8,), client=client, max_iter=2, random_state=0)
+    twin = clone(m)
+    assert twin is not m and twin.client is client and twin.get_params()["max_iter"] == 2
+    m.fit(X, y)
+    back = pickle.loads(pickle.dumps(m))
+    assert back.client is None and (back.predict(X) == m.predict(X)).all()
+
+
+def test_empty_row_chunks_are_no_shards(client, digits):
+    """A dask array with an empty row chunk (a filter leaves them): the empty chunk is skipped (it crashed inside
+    a worker's GEMM), the run equals NNBCD on the rows."""
+    X, y = digits[0][:200], digits[1][:200]
+    b = DaskNNBCD((8,), client=client, max_iter=3, random_state=0).fit(
+        da.from_array(X, chunks=((0, 120, 0, 80), (64,))), da.from_array(y, chunks=((0, 120, 0, 80),)))
+    assert b.n_shards_ == 2
+    _assert_same_iterates(NNBCD((8,), max_iter=3, random_state=0).fit(X, y), b)
+
+
 def test_bad_inputs_name_the_argument(client, digits):
     X, y = digits[0][:100], digits[1][:100]
     m = DaskNNBCD((8,), client=client, max_iter=1)
@@ -156,7 +182,7 @@ def test_bad_inputs_name_the_argument(client, digits):
         m.fit(da.from_array(bad, chunks=(50, 64)), da.from_array(y, chunks=50))
 
 
-def test_lost_worker_stops_with_the_last_complete_iterate(digits):
+def test_lost_worker_stops_with_the_last_complete_iterate(digits, caplog):
     """A worker killed after sweep 2 ends the run with status 5 and sweep 2's weights (those of NNBCD's
     2-sweep run): its shard is gone and Dask cannot rebuild its U, V."""
     X, y = digits[0][:200], digits[1][:200]
@@ -174,6 +200,7 @@ def test_lost_worker_stops_with_the_last_complete_iterate(digits):
         m.fit(X, y, callback=kill_after_sweep_2)
     assert m.result_.status == Status.WORKER_LOST == 5 and not m.result_.success
     assert m.n_iter_ == m.result_.history.n_iter == 3  # the failed sweep counts and keeps its record, as status 2
+    assert "lost a worker after 2 complete sweeps" in caplog.text and "failed sweep 3" in caplog.text
     ref = NNBCD(**dict(params, max_iter=2)).fit(X, y)
     for wa, wb in zip(ref.coefs_, m.coefs_):
         assert np.abs(wa - wb).max() <= 1e-10 * np.abs(wa).max()

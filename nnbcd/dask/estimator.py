@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+from sklearn.base import clone
 from sklearn.utils import assert_all_finite
 from sklearn.utils.multiclass import check_classification_targets
 
@@ -72,6 +73,18 @@ class DaskNNBCD(NNBCD):
         self.client = client
         self.n_shards = n_shards
 
+    # ---- copies: a live client (sockets, an event loop) is shared, never copied ---------------------------
+    def __sklearn_clone__(self) -> "DaskNNBCD":
+        """:func:`sklearn.base.clone`: the parameters cloned as scikit-learn does, the ``client`` itself shared
+        (so ``cross_val_score`` and grid searches work with an explicit client)."""
+        params = self.get_params(deep=False)
+        client = params.pop("client")
+        return type(self)(client=client, **{k: clone(v, safe=False) for k, v in params.items()})
+
+    def __getstate__(self) -> Dict[str, Any]:
+        """Pickled without its client: an unpickled model runs on the current client (or the one set)."""
+        return dict(super().__getstate__(), client=None)
+
     # ---- inputs ---------------------------------------------------------------------------------------
     def _client(self) -> Any:
         """The client to run on: ``client`` or the current one."""
@@ -132,9 +145,15 @@ class DaskNNBCD(NNBCD):
                     assert_all_finite(classes, input_name="y")
                 check_classification_targets(classes)
             self.n_features_in_ = X.shape[1]
-            xs = client.compute(list(X.to_delayed()[:, 0]))
-            ys = client.compute(list(y.to_delayed()))
-            bounds = np.concatenate([[0], np.cumsum(X.chunks[0])]).astype(int)
+            if X.shape[0] == 0:
+                raise ValueError("X has no rows (0 samples)")
+            # an empty row chunk (left by a filter, e.g. X[mask]) is no shard: a shard needs samples
+            starts = np.concatenate([[0], np.cumsum(X.chunks[0])]).astype(int)
+            keep = [j for j, rows in enumerate(X.chunks[0]) if rows > 0]
+            xd, yd = X.to_delayed()[:, 0], y.to_delayed()
+            xs = client.compute([xd[j] for j in keep])
+            ys = client.compute([yd[j] for j in keep])
+            ranges = [(int(starts[j]), int(starts[j + 1])) for j in keep]
             shape = X.shape
         else:
             X, y = self._checked_data(X, y)
@@ -145,11 +164,12 @@ class DaskNNBCD(NNBCD):
             bounds = np.linspace(0, X.shape[0], n + 1).astype(int)
             # hash=False: a key made from the content (the default) can be one a previous fit's futures are
             # releasing, and the new task then fails with "lost dependencies"
+            ranges = [(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
             xs, ys = ([client.scatter(a[lo:hi], workers=[workers[j % len(workers)]], hash=False)
-                       for j, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:]))] for a in (X, y))
+                       for j, (lo, hi) in enumerate(ranges)] for a in (X, y))
             shape = X.shape
         self.classes_ = classes
-        return xs, ys, shape, [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+        return xs, ys, shape, ranges
 
     # ---- fit ---------------------------------------------------------------------------------------------
     def fit(self, X: Any, y: Any, *, X_val: Any = None, y_val: Any = None,
@@ -252,8 +272,10 @@ class DaskNNBCD(NNBCD):
             for shard in shards:
                 shard.release()
         if result.status == Status.WORKER_LOST:
+            # result.nit counts the sweep that failed (its history row is the failure's, as for status 2 and 3)
             logger.warning("DaskNNBCD.fit lost a worker after %d complete sweeps (%s); the last complete "
-                           "iterate is kept (result_.status %d).", result.nit, engine.lost, result.status)
+                           "iterate is kept (result_.status %d; its history's last row is the failed sweep %d).",
+                           result.nit - 1, engine.lost, result.status, result.nit)
         self.n_shards_ = len(shards)
         return self._finish(result, head, be, cfg)
 
