@@ -77,11 +77,22 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         ensure_out_dir(out)
     except OSError as exc:
         raise OSError(f"--out: {exc}") from None
-    report = bench.run_bench(backends, args.size, out, repeats=args.repeats, only=only, progress=not args.quiet)
-    print(console(report))
+    try:
+        report = bench.run_bench(backends, args.size, out, repeats=args.repeats, only=only,
+                                 progress=not args.quiet)
+        text = console(report)
+    except (ValueError, TypeError, OSError, ImportError) as exc:
+        # the options were checked above: past that, these are failures of the bench itself, which main would
+        # report as a bad input (rc 2); as RuntimeError they end with their traceback (rc 1)
+        raise RuntimeError(f"nnbcd bench failed: {type(exc).__name__}: {exc}") from exc
+    print(text)
     print(f"report written to {out}/ ({', '.join(report['files'])})")
     for f in report["failed"]:
         print(f"nnbcd: error: {f['what']} failed: {f['reason']}", file=sys.stderr)
+    if report.get("interrupted"):
+        print(f"nnbcd: interrupted during {report['interrupted']}: the report holds the measurements that "
+              "finished", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 1 if report["failed"] else 0
 
 
@@ -121,7 +132,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         an error of the user's input or environment (a bad preset,
         table or key, a missing file, an unwritable ``--out``, a missing optional dependency), which is
         printed as one ``nnbcd: error: ...`` line on stderr; 130 (:data:`EXIT_INTERRUPTED`) after Ctrl-C
-        (``solve`` then has written the results of the last complete iterate, status 4).
+        (``solve`` then has written the results of the last complete iterate, status 4; ``bench`` the
+        report of the measurements that finished).
+
+    Raises
+    ------
+    RuntimeError
+        When ``bench`` itself fails past its option checks (the cause chained; the interpreter's exit
+        status 1), not a bad option.
     """
     parser = argparse.ArgumentParser(prog="nnbcd", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)

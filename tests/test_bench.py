@@ -154,6 +154,7 @@ def test_short_run_values(short_report):
             # the exact blocks have no projection step: their W-block is the compressed form's solve
             assert (blocks["time_comp"] > 0) == (r["variant"] in ("tt", "prune"))
     md = (out / "report.md").read_text()
+    assert "; one timed repeat each; " in md
     assert "| digits | tt | numpy | float32 | 1347 |" in md and "![blocks](blocks.png)" in md
     assert "| vs projection |" in md and "| digits | tt_cores | numpy | float32 | 1347 |" in md
 
@@ -185,6 +186,8 @@ def test_compare_ratios(short_report, tmp_path, capsys):
     (["--backends", "numpy,tpu"], "--backends"),
     (["--only", "digits,everything"], "--only"),
     (["--repeats", "0"], "--repeats"),
+    (["--only", ""], "--only"),  # nothing to run is a mistake, not an empty report
+    (["--backends", ""], "--backends"),
     (["--compare", "/nonexistent/a", "/nonexistent/b"], "--compare"),
 ])
 def test_bad_options_are_named(tmp_path, capsys, args, option):
@@ -212,6 +215,79 @@ def test_not_a_report(tmp_path, capsys):
     (tmp_path / "x.json").write_text(json.dumps({"rows": []}))
     assert main(["bench", "--compare", str(tmp_path / "x.json"), str(tmp_path / "x.json")]) == 2
     assert "is not an nnbcd bench report" in capsys.readouterr().err
+
+
+def test_incomplete_report_is_named(short_report, tmp_path, capsys):
+    _, out = short_report
+    report = json.loads((out / "bench.json").read_text())
+    del report["machine"]  # a hand-edited report
+    (tmp_path / "b.json").write_text(json.dumps(report))
+    assert main(["bench", "--compare", str(out), str(tmp_path / "b.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nnbcd: error: --compare: ") and str(tmp_path / "b.json") in err and "'machine'" in err
+
+
+def test_ctrl_c_stops_the_run_and_keeps_the_report(tmp_path, monkeypatch, capsys):
+    """Ctrl-C in a fit: the solver catches it and returns status INTERRUPTED; the bench stops there, writes what
+    finished and exits 130. Simulated by the sweeps' callback raising KeyboardInterrupt in the second fit, as
+    the signal would inside it."""
+    from nnbcd.bench import sweeps
+
+    fits, stop = [], sweeps._StopAfter.__call__
+
+    def call(self, result):
+        if self not in fits:
+            fits.append(self)
+        if len(fits) == 2:
+            raise KeyboardInterrupt
+        return stop(self, result)
+
+    monkeypatch.setattr(sweeps._StopAfter, "__call__", call)
+    out = tmp_path / "r"
+    assert main(["bench", "--backends", "numpy", "--only", "digits", "--repeats", "1", "--quiet",
+                 "--out", str(out)]) == 130
+    report = json.loads((out / "bench.json").read_text())
+    # the naive row and the first fit finished; the second fit was cut; nothing after it ran
+    assert report["interrupted"] == "digits/tt numpy float32"
+    assert [r["name"] for r in report["sweeps"]] == ["digits/dense naive float32", "digits/dense numpy float32"]
+    assert [t["what"] for t in report["tasks"]] == ["digits/dense naive float32", "digits/dense numpy float32"]
+    assert report["failed"] == [] and all(math.isfinite(r["sweep_s"]) for r in report["sweeps"])
+    assert {"blocks.png", "floor_ratio.png"} <= set(report["files"])
+    assert "**Interrupted (Ctrl-C) during digits/tt numpy float32: " in (out / "report.md").read_text()
+    assert "nnbcd: interrupted during digits/tt numpy float32" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("only,plots", [("digits", ["floor_ratio.png"]), ("topk", [])])
+def test_every_backend_absent(tmp_path, only, plots):
+    """No available backend among those asked: a report listing them absent (exit 0), with the measurements
+    that need none (the naive rows) and only the plots that have rows."""
+    try:
+        get_backend("cupy")
+        pytest.skip("CuPy is usable here")
+    except BackendUnavailableError as exc:
+        reason = str(exc)
+    out = tmp_path / "r"
+    assert main(["bench", "--backends", "cupy", "--only", only, "--repeats", "1", "--quiet", "--out", str(out)]) == 0
+    report = json.loads((out / "bench.json").read_text())
+    assert report["absent"] == [{"what": "backend cupy", "reason": reason}] and report["failed"] == []
+    assert report["files"] == ["bench.json", "report.md"] + plots
+    assert sorted(p.name for p in out.iterdir()) == sorted(report["files"])
+    assert {r["backend"] for r in report.get("sweeps", [])} <= {"naive"}
+    assert "## Absent\n\n- backend cupy: " + reason in (out / "report.md").read_text()
+
+
+def test_internal_failure_is_not_a_bad_option(tmp_path, monkeypatch):
+    """A ValueError from inside the run is the bench's failure (a traceback, exit status 1), not rc 2."""
+    from nnbcd.bench import suite
+
+    def broken(report, out):
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(suite, "plot_report", broken)
+    with pytest.raises(RuntimeError, match="nnbcd bench failed: ValueError: a bug") as exc:
+        main(["bench", "--backends", "numpy", "--only", "topk", "--repeats", "1", "--quiet",
+              "--out", str(tmp_path / "r")])
+    assert isinstance(exc.value.__cause__, ValueError)
 
 
 @pytest.mark.slow

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence, Tuple
 
 KINDS_ORDER = ("time_V", "time_U", "time_W", "time_comp")
 
@@ -50,8 +50,11 @@ def plot_blocks(rows: List[Dict[str, Any]], path: Path) -> Path:
 
 
 def _ratio_bars(rows: List[Dict[str, Any]], values: List[float], colors: List[str], ylabel: str, title: str,
-                path: Path) -> Path:
-    """One bar per sweep row, labelled by :func:`_label`, with the ratio 1 drawn as a line."""
+                path: Path, legend: Sequence[Tuple[str, str]] = ()) -> Path:
+    """One bar per sweep row, labelled by :func:`_label`, with the ratio 1 drawn as a line; ``legend``: the
+    (color, label) of each bar color."""
+    from matplotlib.patches import Patch
+
     fig, ax = _figure(max(6.0, 0.55 * len(rows)), 4.0)
     x = range(len(rows))
     ax.bar(x, values, color=colors)
@@ -59,14 +62,20 @@ def _ratio_bars(rows: List[Dict[str, Any]], values: List[float], colors: List[st
     ax.set_xticks(list(x), [_label(r) for r in rows], rotation=90, fontsize="x-small")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
+    if legend:
+        ax.legend(handles=[Patch(color=c, label=label) for c, label in legend], fontsize="x-small")
     return _save(fig, path)
 
 
 def plot_floor_ratio(rows: List[Dict[str, Any]], path: Path) -> Path:
     """Each sweep row's time over its GEMM floor."""
-    return _ratio_bars(rows, [r["time_over_floor"] for r in rows],
-                       ["C3" if r["backend"] == "naive" else "C0" for r in rows], "sweep time / GEMM floor",
-                       "NN-BCD sweep against the GEMM floor (1 = every FLOP at the GEMM peak)", path)
+    naive = [r["backend"] == "naive" for r in rows]
+    legend = [(c, label) for c, label, shown in (("C0", "NN-BCD solver", not all(naive)),
+                                                  ("C3", "naive formulation", any(naive))) if shown]
+    # two title lines: one line is wider than the 6-inch figure of a few rows
+    return _ratio_bars(rows, [r["time_over_floor"] for r in rows], ["C3" if n else "C0" for n in naive],
+                       "sweep time / GEMM floor",
+                       "NN-BCD sweep against the GEMM floor\n(1 = every FLOP at the GEMM peak)", path, legend)
 
 
 def plot_speedup(rows: List[Dict[str, Any]], path: Path) -> Path:
@@ -75,7 +84,7 @@ def plot_speedup(rows: List[Dict[str, Any]], path: Path) -> Path:
     backends = list(dict.fromkeys(r["backend"] for r in rows))
     return _ratio_bars(rows, [r["speedup_vs_numpy"] for r in rows],
                        [f"C{backends.index(r['backend'])}" for r in rows], "numpy sweep time / this backend's",
-                       "Speed-up over the numpy backend", path)
+                       "Speed-up over the numpy backend", path, [(f"C{i}", b) for i, b in enumerate(backends)])
 
 
 def plot_scaling(rows: List[Dict[str, Any]], path: Path) -> Path:
@@ -98,11 +107,18 @@ def plot_scaling(rows: List[Dict[str, Any]], path: Path) -> Path:
 
 
 def plot_report(report: Dict[str, Any], out: Path) -> List[Path]:
-    """Write every figure the report has data for into ``out``; returns their paths."""
+    """Write every figure the report has data for into ``out``; returns their paths.
+
+    ``blocks.png`` needs a solver's sweep row (the naive rows have no blocks: every backend absent),
+    ``floor_ratio.png`` any sweep row, ``speedup.png`` a numpy row and another row of the same sweep,
+    ``scaling.png`` scaling rows.
+    """
     paths = []
     sweeps = report.get("sweeps", [])
+    if any("blocks_s" in r for r in sweeps):  # an empty figure has no panel to draw on
+        paths.append(plot_blocks(sweeps, out / "blocks.png"))
     if sweeps:
-        paths += [plot_blocks(sweeps, out / "blocks.png"), plot_floor_ratio(sweeps, out / "floor_ratio.png")]
+        paths.append(plot_floor_ratio(sweeps, out / "floor_ratio.png"))
         if any("speedup_vs_numpy" in r and r["backend"] != "numpy" for r in sweeps):
             paths.append(plot_speedup(sweeps, out / "speedup.png"))
     if report.get("scaling"):

@@ -109,10 +109,17 @@ def absent_lines(report: Dict[str, Any]) -> List[str]:
     return [f"{a['what']}: {a['reason']}" for a in report.get("absent", [])]
 
 
+def interrupted_line(report: Dict[str, Any]) -> List[str]:
+    """The line saying where Ctrl-C stopped the run, if it did."""
+    if not report.get("interrupted"):
+        return []
+    return [f"interrupted (Ctrl-C) during {report['interrupted']}: the report holds what finished before it"]
+
+
 def console(report: Dict[str, Any]) -> str:
     """The report as aligned text tables (what ``nnbcd bench`` prints)."""
     lines = describe(report["machine"])
-    lines += [f"absent: {line}" for line in absent_lines(report)]
+    lines += [f"absent: {line}" for line in absent_lines(report)] + interrupted_line(report)
     lines += section_tables(report, markdown=False)
     run = report["run"]
     lines += ["", f"total: {run['wall_s']:.1f} s wall, {run['cpu_s']:.1f} s CPU"]
@@ -122,13 +129,16 @@ def console(report: Dict[str, Any]) -> str:
 def markdown(report: Dict[str, Any], plots: Sequence[str] = ()) -> str:
     """The markdown report: machine, absent measurements, every table, the plots."""
     opts = report["options"]
+    repeats = "one timed repeat each" if opts["repeats"] == 1 else f"medians of {opts['repeats']} repeats"
     lines = [f"# nnbcd bench --size {opts['size']}", "",
-             f"{report['created']}; medians of {opts['repeats']} repeats; "
+             f"{report['created']}; {repeats}; "
              f"{report['run']['wall_s']:.1f} s wall, {report['run']['cpu_s']:.1f} s CPU.", "", "## Machine", ""]
     lines += [f"- {line}" for line in describe(report["machine"])]
     absent = absent_lines(report)
     if absent:
         lines += ["", "## Absent", ""] + [f"- {line}" for line in absent]
+    for line in interrupted_line(report):
+        lines += ["", f"**{line[0].upper()}{line[1:]}.**"]
     lines += section_tables(report, markdown=True)
     if plots:
         lines += ["", "## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots]
@@ -143,7 +153,8 @@ def load(path: Union[str, Path]) -> Dict[str, Any]:
     OSError
         If the file is missing or unreadable.
     ValueError
-        If it is not a report of ``nnbcd bench`` (the message names the path).
+        If it is not a report of ``nnbcd bench``, or lacks what :func:`compare_text` reads (a hand-edited
+        file): the message names the path and the missing key.
     """
     path = Path(path)
     file = path / JSON_NAME if path.is_dir() else path
@@ -153,6 +164,15 @@ def load(path: Union[str, Path]) -> Dict[str, Any]:
         raise ValueError(f"{file} is not JSON ({exc})") from exc
     if not isinstance(report, dict) or report.get("schema") != SCHEMA:
         raise ValueError(f"{file} is not an nnbcd bench report (no schema {SCHEMA!r})")
+    # checked here so that a hand-edited report is named, not a raw KeyError from deep in the comparison
+    try:
+        report["created"], report["options"]["size"]
+        describe(report["machine"])
+        for row in _rows(report).values():
+            row["seconds"]
+    except (KeyError, TypeError, IndexError) as exc:
+        what = f"no key {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise ValueError(f"{file} is an incomplete nnbcd bench report ({what})") from exc
     return report
 
 

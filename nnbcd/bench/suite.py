@@ -90,11 +90,15 @@ def check_options(backends: Sequence[str], size: str, repeats: Optional[int],
     Raises
     ------
     OptionError
-        Naming the argument: an unknown size, backend or part, or ``repeats`` < 1.
+        Naming the argument: an unknown size, backend or part, no backend or no part, or ``repeats`` < 1.
     """
     if size not in SIZES:
         raise OptionError("size", f"{size!r} is not one of {', '.join(SIZES)}")
+    if not backends:  # else a report of nothing but the naive rows
+        raise OptionError("backends", "no backend given; choose from numpy, numba, cupy")
     parts = list(PARTS if only is None else only)
+    if not parts:  # an empty selection (``--only ""``) is a mistake, not a request to measure nothing
+        raise OptionError("only", f"no part given; choose from {', '.join(PARTS)}")
     unknown = [p for p in parts if p not in PARTS]
     if unknown:
         raise OptionError("only", f"{', '.join(unknown)} is not a part; choose from {', '.join(PARTS)}")
@@ -137,7 +141,9 @@ def run_bench(backends: Sequence[str], size: str, out: Path, repeats: Optional[i
         The report (what ``bench.json`` holds): ``schema``, ``created``, ``options``, ``backends`` (name →
         ``{"available", "reason"}``), ``absent`` and ``failed`` (``{"what", "reason"}``), ``machine``,
         ``sweeps``, ``scaling``, ``tt_svd``, ``evbmf``, ``topk``, ``mcnc``, ``concurrency``, ``tasks``
-        (each measurement's ``wall_s`` and ``cpu_s``), ``run`` (the whole run's) and ``files``.
+        (each finished measurement's ``wall_s`` and ``cpu_s``), ``run`` (the whole run's) and ``files``; after
+        Ctrl-C (``KeyboardInterrupt``) in a measurement, also ``interrupted`` (that measurement's label, or
+        ``"the plots"``): the run stops there and the report holds the measurements that finished.
 
     Raises
     ------
@@ -165,6 +171,9 @@ def run_bench(backends: Sequence[str], size: str, out: Path, repeats: Optional[i
         task_clock = Clock()
         try:
             task()
+        except KeyboardInterrupt:  # Ctrl-C stops the run; what finished is still written, as `solve` does
+            report["interrupted"] = label
+            break
         except Exception as exc:  # one failed measurement is reported; the others still run
             report["failed"].append({"what": label, "reason": f"{type(exc).__name__}: {exc}"})
         report["tasks"].append({"what": label, **task_clock.read()})
@@ -179,7 +188,10 @@ def run_bench(backends: Sequence[str], size: str, out: Path, repeats: Optional[i
         report["machine"]["gpu"]["relu_prox_kernel"] = cupy_backend._KERNEL_FAILURE or "numba-cuda kernel"
     report["run"] = clock.read()
     out.mkdir(parents=True, exist_ok=True)
-    plots = plot_report(report, out)
+    try:
+        plots = plot_report(report, out)
+    except KeyboardInterrupt:  # the slowest step after the measurements: keep them, without the plots
+        report["interrupted"], plots = "the plots", []
     report["files"] = [rep.JSON_NAME, rep.MARKDOWN_NAME] + [p.name for p in plots]
     (out / rep.MARKDOWN_NAME).write_text(rep.markdown(report, [str(p) for p in plots]))
     (out / rep.JSON_NAME).write_text(json.dumps(report, indent=1, default=_json_default))

@@ -17,8 +17,27 @@ import numpy as np
 from ..backend.threads import blas_thread_limit
 from ..bcd.state import Hyper
 from ..ops import relu_prox
+from ..result import Status
 from .timing import gemm_rate, median_time
 from .workloads import PROJECTION_OF, Workload
+
+
+def _fit(model: Any, X: Any, y: Any, **kw: Any) -> Any:
+    """``model.fit(X, y, **kw)``, re-raising the Ctrl-C that the fit caught.
+
+    :meth:`NNBCD.fit <nnbcd.NNBCD.fit>` ends on ``KeyboardInterrupt`` with status
+    :attr:`~nnbcd.result.Status.INTERRUPTED` and returns; a benchmark must stop instead of timing the cut
+    fit (a NaN row, or a history without a timed sweep).
+
+    Raises
+    ------
+    KeyboardInterrupt
+        If the fit was interrupted.
+    """
+    model.fit(X, y, **kw)
+    if model.result_.status == Status.INTERRUPTED:
+        raise KeyboardInterrupt
+    return model
 
 
 class _StopAfter:
@@ -74,10 +93,15 @@ def sweep_times(workload: Workload, variant: str, backend: str, dtype: str, repe
     dict
         ``sweep_s`` (median of the history's ``time``), ``blocks_s`` (each ``time_<kind>`` column → its median),
         ``sweeps`` (each timed sweep's seconds).
+
+    Raises
+    ------
+    KeyboardInterrupt
+        If the fit was interrupted (Ctrl-C): the solver catches it and ends the fit, this raises it again.
     """
     X, y = workload.data()
     model = workload.estimator(variant, backend, dtype, max_iter=repeats + 2, monitor_every=repeats + 2)
-    model.fit(X, y, callback=_StopAfter(repeats + 1, max_seconds))
+    _fit(model, X, y, callback=_StopAfter(repeats + 1, max_seconds))
     hist = model.result_.history
     timed = slice(1, None)
     blocks = {k: float(np.median(hist[k][timed])) for k in hist if k.startswith("time_") and k != "time_monitor"}
@@ -162,7 +186,7 @@ def time_naive(workload: Workload, dtype: str, repeats: int, policy: bool = True
     """
     X, y = workload.data()
     with thread_policy(workload, policy) as threads:
-        model = workload.estimator("dense", "numpy", dtype, max_iter=0).fit(X, y)
+        model = _fit(workload.estimator("dense", "numpy", dtype, max_iter=0), X, y)
         p = model.get_params()
         hp = Hyper(gamma=p["gamma"], rho=p["rho"], alpha=p["alpha"], alpha_w=p["alpha"], alpha_b=p["alpha"],
                    kappa=1.0)
