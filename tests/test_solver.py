@@ -578,3 +578,19 @@ def test_initial_weights_that_overflow_the_dtype_are_refused(digits):
         NNBCD((8,), init_scale=1e40, dtype="float32", max_iter=2).fit(X, y)
     m = NNBCD((8,), init_scale=1e40, dtype="float64", max_iter=2, random_state=0).fit(X, y)  # fine in float64
     assert all(np.isfinite(w).all() for w in m.result_.x["W"])
+
+
+def test_tau_without_a_projection_block_warns(digits, caplog):
+    """τ given but no layer coupled to a compressed copy (no compress, or only exact blocks): a warning, since τ
+    then changes nothing; τ = 0 (the default) is silent."""
+    from nnbcd import TT
+
+    X, y = digits[0][:200], digits[1][:200]
+    for params, warned in [(dict(tau=2.0), True), (dict(tau={"type": "geometric", "start": 1.0, "factor": 2.0,
+                                                              "ceiling": 4.0}), True),
+                           (dict(tau=2.0, compress={0: TT(rank=2, block="cores")}), True), (dict(), False),
+                           (dict(tau=2.0, compress={0: TT(rank=2)}), False)]:
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="nnbcd.bcd.estimator"):
+            NNBCD((8,), max_iter=1, **params).fit(X, y)
+        assert ("tau has no effect" in caplog.text) == warned, params

@@ -320,6 +320,9 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         else:
             t = _scheduled(self.tau, "tau", allow_zero=True)
             tau = {i: t for i in coupled}
+            if not coupled and (isinstance(t, Schedule) or t):
+                logger.warning("tau is set but no layer has a projection-block compression (compress=%r): tau has "
+                               "no effect", self.compress)
         for i, t in tau.items():
             check_within_run(t, f"tau[{i}]", self.max_iter if isinstance(self.max_iter, int) else 0, allow_zero=True)
         # a warm-up before an exact block (exact_from > 1) may run uncoupled on purpose
