@@ -128,6 +128,25 @@ def test_override_parsing(tmp_path):
         load_preset(p, ["fit.max_iter"])
 
 
+def test_override_keys_are_toml_keys_and_index_compress_entries(tmp_path):
+    p = tmp_path / "p.toml"
+    p.write_text('[model]\ntau = {"0" = {type = "geometric", start = 0.1, factor = 2.0, ceiling = 1.0}}\n'
+                 '[[compress]]\ntype = "prune"\nlayers = [0]\nsparsity = 0.5\n'
+                 '[[compress]]\ntype = "tt"\nlayers = [1]\nrank = 4\n')
+    cfg = load_preset(p, ['model.tau."0".ceiling=3.0', "compress.0.sparsity=0.9", "compress.1.rank=8",
+                          " fit.max_iter = 4"])
+    assert cfg["model"]["tau"] == {"0": {"type": "geometric", "start": 0.1, "factor": 2.0, "ceiling": 3.0}}
+    assert [e.get("sparsity", e.get("rank")) for e in cfg["compress"]] == [0.9, 8]
+    assert cfg["fit"] == {"max_iter": 4}
+    assert load_preset(p, ["compress.1={type='prune', layers=[1]}"])["compress"][1] == {"type": "prune", "layers": [1]}
+    for item, match in [("compress.2.rank=3", r"array of 2 tables .*compress\.0 to compress\.1"),
+                        ("compress.rank=3", r"compress\.0 to compress\.1"),
+                        ('model.tau."0.ceiling=1', "not a dotted key"), ("fit..max_iter=1", "not a dotted key"),
+                        ("compress.0.layers.0=1", "'layers' is not a table")]:
+        with pytest.raises(ValueError, match=match):
+            load_preset(p, [item])
+
+
 def test_unknown_method_and_missing_torch_message(monkeypatch):
     with pytest.raises(ValueError, match="method = 'sgd' is not known"):
         get_runner("sgd")
@@ -290,8 +309,12 @@ def test_resume_with_set_runs_longer_and_refuses_other_changes(tmp_path, capsys)
     assert _solve("digits.toml", tmp_path / "short", "fit.max_iter=4", *settings) == 0
     stored = (tmp_path / "short" / "preset.json").read_bytes()
     # a change the checkpoint does not allow is refused by name, and the stored preset is kept
-    assert main(["solve", "--resume", str(tmp_path / "short"), "--set", "model.gamma=0.7", "--quiet"]) == 2
-    assert "gamma" in capsys.readouterr().err
+    before = {p.name: p.read_bytes() for p in (tmp_path / "short").iterdir()}
+    for change, match in [("model.gamma=0.7", "gamma"), ("data.seed=3", "other data")]:
+        assert main(["solve", "--resume", str(tmp_path / "short"), "--set", change, "--quiet"]) == 2
+        assert match in capsys.readouterr().err
+        # refused before anything is touched: the run's results, checkpoint and stored preset are kept
+        assert {p.name: p.read_bytes() for p in (tmp_path / "short").iterdir()} == before
     assert (tmp_path / "short" / "preset.json").read_bytes() == stored
     assert main(["solve", "--resume", str(tmp_path / "short"), "--set", "fit.max_iter=6", "--quiet"]) == 0
     resumed = json.loads((tmp_path / "short" / "result.json").read_text())
@@ -306,18 +329,36 @@ def test_a_rerun_into_a_used_out_leaves_nothing_stale(tmp_path, monkeypatch):
     def ctrl_c(data):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner, "load_data", ctrl_c)  # Ctrl-C while the new run loads its data
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with monkeypatch.context() as patch:
+        patch.setattr(runner, "load_data", ctrl_c)  # Ctrl-C while the new run loads its data: not started yet
+        assert _solve("digits.toml", tmp_path, "fit.max_iter=3") == 130
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    monkeypatch.setattr(runner.NNBCD, "fit", lambda *args, **kwargs: ctrl_c(None))  # Ctrl-C as the run starts
     assert _solve("digits.toml", tmp_path, "fit.max_iter=3") == 130
     assert {p.name for p in tmp_path.iterdir()} == {"preset.json"}  # the new run's, nothing of the old one
     assert json.loads((tmp_path / "preset.json").read_text())["fit"]["max_iter"] == 3
 
 
-@pytest.mark.parametrize("typo", ["fit.max_iter=-1", "model.gamma=-1", "model.hidden_layer_sizes=[0]"])
-def test_a_refused_rerun_keeps_the_earlier_run(tmp_path, typo):
-    assert _solve("digits.toml", tmp_path, "fit.max_iter=2", "fit.checkpoint_every=1") == 0
-    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    assert _solve("digits.toml", tmp_path, typo) == 2
-    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+@pytest.mark.parametrize("typo,match", [
+    ("fit.max_iter=-1", "max_iter"), ("model.gamma=-1", "gamma"), ("model.hidden_layer_sizes=[0]", "[0]"),
+    # refused by the data loader, by fit's checks of compression and tau against the layers, by a schedule
+    ('data.name="digitz"', "'digitz'"), ("data.test_size=2.0", "2.0"),
+    ('model.tau={"1"=1.0}', "tau has keys [1]"), ('model.tau={"0"=-1.0}', "tau has keys [0]"),
+    ('model.tau={type="geometric", start=1.0, factor=2.0, ceiling=0.5}', "ceiling=0.5"),
+    ("compress=[{type='prune', layers=[5]}]", "compress has key 5"),
+    ('data={name="mnist", path="{tmp}/no-data"}', "MNIST data not found; searched: {tmp}/no-data"),
+])
+def test_a_refused_rerun_keeps_the_earlier_run(tmp_path, capsys, typo, match):
+    out = tmp_path / "out"
+    assert _solve("digits.toml", out, "fit.max_iter=2", "fit.checkpoint_every=1") == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert {"result.json", "checkpoint.npz"} < set(before)
+    capsys.readouterr()
+    (tmp_path / "no-data").mkdir()
+    assert _solve("digits.toml", out, typo.replace("{tmp}", str(tmp_path))) == 2
+    assert match.replace("{tmp}", str(tmp_path)) in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
 @pytest.mark.parametrize("argv,match", [
@@ -335,8 +376,29 @@ def test_resume_arguments_are_checked(tmp_path, capsys, argv, match, monkeypatch
 
 def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert _solve("digits.toml", tmp_path, "fit.max_iter=1") == 0  # no checkpoint_every: no checkpoint
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     assert main(["solve", "--resume", str(tmp_path), "--quiet"]) == 2
     assert "resume: no checkpoint" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # the finished run's results stay
+
+
+def test_summary_reports_unchecked_convergence_as_none(tmp_path, capsys):
+    from nnbcd.runners import nnbcd as runner
+
+    def summary(last_piece):
+        cfg = load_preset(ROOT / "solvers" / "digits.toml", [
+            "fit.max_iter=8", "model.hidden_layer_sizes=[32]",
+            f"model.alpha={{type='piecewise', pieces=[[1, 1.0], [{last_piece}, 0.5]]}}"])
+        return runner.run(cfg, tmp_path, quiet=True)
+
+    # constant from sweep 30 of 8: nothing to check, which is not a pass
+    s = summary(30)
+    assert s["constant_from"] == 30 and s["sufficient_decrease"] is None and s["rate_slope"] is None
+    assert "constant_from = 30" in s["not_checked"]["sufficient_decrease"]
+    assert "constant_from = 30" in s["not_checked"]["rate_slope"]
+    s = summary(3)  # sweeps 3..8 checked
+    assert s["constant_from"] == 3 and s["sufficient_decrease"] is True and s["rate_slope"] < 0
+    assert "not_checked" not in s
 
 
 def test_fit_checkpoint_every_is_checked_before_loading(tmp_path, capsys):

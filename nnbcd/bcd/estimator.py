@@ -11,7 +11,7 @@ import os
 import warnings
 from pathlib import Path
 from collections.abc import Mapping
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -430,6 +430,36 @@ class NNBCD(ClassifierMixin, BaseEstimator):
             When ``tol`` is given and ``max_iter`` sweeps ran without meeting it (status 1).
         """
         warm = self._warm_iterate()  # before the fitted attributes go
+        p = self._prepare(X, y, X_val, y_val, callback, resume)
+        cfg, be, dtype, schedules = p.cfg, p.cfg["be"], p.cfg["dtype"], p.schedules
+        Xb, Yb = be.asarray(p.X.T, dtype), be.asarray(_one_hot(p.labels, len(self.classes_)), dtype)
+        start = None
+        if p.saved is not None:
+            st = self._state(p.widths, p.compress, schedules.tau_at(1), be, Xb, Yb, cfg, p.saved.iterate)
+            start = p.saved.progress
+        else:
+            st = self._state(p.widths, p.compress, schedules.tau_at(1), be, Xb, Yb, cfg,
+                             warm if cfg["warm_start"] else None)
+        ws = Workspace(st, be, cfg["v_solve"], cfg["w_solve"])
+        # the largest product of a sweep: a layer's weight times its input columns (GEMM: 2·m·k·n FLOPs)
+        flops = max(2.0 * w.shape[0] * w.shape[1] * st.weight_input(i).shape[1] for i, w in enumerate(st.W))
+        with blas_thread_limit(flops, cfg["n_jobs"]):
+            result = run(st, p.hp, Engine(be, ws, be.xp.asarray(p.labels), p.validation), max_iter=cfg["max_iter"],
+                         tol=cfg["tol"], monitor_every=cfg["monitor_every"], callback=callback,
+                         verbose=cfg["verbose"], schedules=schedules, start=start,
+                         checkpoint=_checkpointer(cfg, be, p.params, p.data, str(np.dtype(dtype))))
+        return self._finish(result, st, be, cfg)
+
+    def _prepare(self, X: Any, y: Any, X_val: Any, y_val: Any, callback: Any, resume: Any,
+                 columns: bool = True) -> "_Prepared":
+        """Every check :meth:`fit` makes before its first sweep, and what they give.
+
+        Forgets the previous fit (:meth:`_start_fit`), checks the parameters, the data, the compression
+        specs against their layers' shapes, ``tau``, the schedules over ``max_iter`` sweeps, the validation
+        data and, with ``resume``, the checkpoint (read with or without its ``U``, ``V`` ``columns``); sets
+        ``classes_``. A caller that must refuse a run before it deletes anything (``nnbcd solve`` into a
+        used ``--out``) runs it on a copy of the estimator.
+        """
         cfg = self._start_fit(callback, resume)
         be, dtype = cfg["be"], cfg["dtype"]
         X, y = self._checked_data(X, y)
@@ -444,27 +474,13 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         params = self._resume_params()
         data = ckpt.data_fingerprint(ckpt.row_digest(X, labels), *X.shape, self.classes_.astype(str), xv, lv)
         schedules, hp = schedules_and_hyper(cfg, tau, X.shape[0])
-        Xb, Yb = be.asarray(X.T, dtype), be.asarray(_one_hot(labels, len(self.classes_)), dtype)
-        start = None
+        saved = None
         if resume is not None:
             if cfg["warm_start"]:
                 raise ValueError("resume and warm_start=True exclude each other: resume continues a checkpointed "
                                  "run, warm_start begins a new run from the previous fit's weights")
-            saved = _checked_checkpoint(resume, params, data, str(np.dtype(dtype)))
-            st = self._state(widths, compress, schedules.tau_at(1), be, Xb, Yb, cfg, saved.iterate)
-            start = saved.progress
-        else:
-            st = self._state(widths, compress, schedules.tau_at(1), be, Xb, Yb, cfg,
-                             warm if cfg["warm_start"] else None)
-        ws = Workspace(st, be, cfg["v_solve"], cfg["w_solve"])
-        # the largest product of a sweep: a layer's weight times its input columns (GEMM: 2·m·k·n FLOPs)
-        flops = max(2.0 * w.shape[0] * w.shape[1] * st.weight_input(i).shape[1] for i, w in enumerate(st.W))
-        with blas_thread_limit(flops, cfg["n_jobs"]):
-            result = run(st, hp, Engine(be, ws, be.xp.asarray(labels), validation), max_iter=cfg["max_iter"],
-                         tol=cfg["tol"], monitor_every=cfg["monitor_every"], callback=callback,
-                         verbose=cfg["verbose"], schedules=schedules, start=start,
-                         checkpoint=_checkpointer(cfg, be, params, data, str(np.dtype(dtype))))
-        return self._finish(result, st, be, cfg)
+            saved = _checked_checkpoint(resume, params, data, str(np.dtype(dtype)), columns=columns)
+        return _Prepared(cfg, X, labels, widths, compress, schedules, hp, validation, params, data, saved)
 
     def _start_fit(self, callback: Any, resume: Any) -> Dict[str, Any]:
         """Forget the previous fit and check the parameters, ``callback`` and ``resume`` (before any work):
@@ -673,6 +689,22 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         if isinstance(state.get("backend_"), str):
             state = dict(state, backend_=get_backend(state["backend_"]))
         super().__setstate__(state)
+
+
+class _Prepared(NamedTuple):
+    """What :meth:`NNBCD._prepare` checked and built for a fit."""
+
+    cfg: Dict[str, Any]
+    X: np.ndarray
+    labels: np.ndarray
+    widths: Tuple[int, ...]
+    compress: Dict[int, Compression]
+    schedules: Schedules
+    hp: Hyper
+    validation: Any
+    params: Dict[str, Any]
+    data: str
+    saved: Optional[ckpt.Checkpoint]
 
 
 def schedules_and_hyper(cfg: Dict[str, Any], tau: Dict[int, Scheduled], n_samples: int) -> Tuple[Schedules, Hyper]:

@@ -21,16 +21,21 @@ classes), as :class:`nnbcd.NNBCD` takes them.
 Files in the output directory: ``preset.json`` (the checked preset with every override applied, written
 before training: all a resumption needs), ``checkpoint.npz`` (with ``[fit] checkpoint_every``),
 ``result.json`` and ``convergence.png`` (written when the run ends, also after Ctrl-C). A run into a used
-directory first deletes the previous run's ``result.json`` and ``convergence.png`` (and, unless it resumes,
-its ``checkpoint.npz``), so files that are there always belong to the run that wrote ``preset.json``, and
-a missing ``result.json`` means that run has not ended.
+directory deletes the previous run's ``result.json`` and ``convergence.png`` (and, unless it resumes,
+its ``checkpoint.npz``) right before it starts, so files that are there always belong to the run that wrote
+``preset.json``, and a missing ``result.json`` means that run has not ended. A run refused before it starts
+(a bad value of the preset or the data, a compression spec that does not fit its layer, a checkpoint that
+is missing or was written with other parameters) leaves the directory as it was.
 """
 from __future__ import annotations
 
+import copy
 import inspect
 import json
+import logging
+import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 
@@ -207,6 +212,74 @@ def load_resolved(out_dir: "str | Path") -> Dict[str, Any]:
         raise ValueError(f"--resume: {str(path)!r} is not valid JSON ({exc})") from None
 
 
+def _check_fit(model: NNBCD, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray,
+               resume: Optional[Path]) -> None:
+    """Make the checks :meth:`nnbcd.NNBCD.fit` makes before its first sweep (its ``_prepare``), on a copy of
+    ``model``, so that a run ``fit`` would refuse is refused before the earlier run's files are deleted (with
+    ``resume``, the checkpoint is read without its ``U``, ``V``).
+
+    Parameters
+    ----------
+    model : NNBCD
+        From :func:`make_estimator` (not changed).
+    X, y, X_val, y_val : ndarray
+        The data :func:`run` fits on.
+    resume : Path, optional
+        The directory of the checkpoint the run continues.
+
+    Raises
+    ------
+    ValueError, TypeError, FileNotFoundError
+        As ``fit`` raises them.
+    """
+    model = copy.copy(model)  # the checks set fitted attributes (classes_, n_features_in_)
+    log = logging.getLogger(NNBCD.__module__)
+    disabled, log.disabled = log.disabled, True  # fit logs and warns the same again: say it once
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model._prepare(X, y, X_val, y_val, None, resume, columns=False)
+    finally:
+        log.disabled = disabled
+
+
+def _convergence(model: NNBCD) -> Dict[str, Any]:
+    """The summary's ``sufficient_decrease`` and ``rate_slope`` of a fitted model.
+
+    ``sufficient_decrease`` only for runs whose every block is an exact minimisation (the guarantee's
+    premise). A check that was not made is ``None``, with the reason in ``not_checked``: with nothing to
+    check from ``constant_from`` on, :func:`~nnbcd.convergence.sufficient_decrease` is vacuously ``ok``,
+    which is not a pass.
+    """
+    res, h = model.result_, model.result_.history
+    start = res.constant_from
+    exact_only = all(spec.exact for spec in model.state_.compress.values())
+    out: Dict[str, Any] = {"sufficient_decrease": None} if exact_only else {}
+    out["rate_slope"] = None
+    why: Dict[str, str] = {}
+    after = f"from constant_from = {start} on (the run ended at sweep {res.nit})"
+    if start is None:
+        never = "the schedules or compressed structures never became constant (constant_from is None)"
+        why = {key: never for key in out}
+    else:
+        if exact_only:
+            alpha = model.alpha  # a number or a schedule (its table): the α of the sweeps checked
+            if isinstance(alpha, (Mapping, Schedule)):
+                alpha = as_schedule(dict(alpha) if isinstance(alpha, Mapping) else alpha, "alpha").value(start)
+            # a run stopped before its first sweep completed (max_iter = 0, Ctrl-C) has no steps recorded
+            recorded = not np.isnan(h.get("prox_step_sq", [np.nan])).all()
+            decrease = sufficient_decrease(res, alpha) if recorded else None
+            if decrease is not None and decrease.n_checked:  # with none checked, ok is vacuously True
+                out["sufficient_decrease"] = decrease.ok
+            else:
+                why["sufficient_decrease"] = f"no pair of consecutive monitored sweeps {after}"
+        try:
+            out["rate_slope"] = round(rate(res).slope, 3)
+        except ValueError:  # too few monitored iterations to fit a slope
+            why["rate_slope"] = f"fewer than 4 monitored sweeps {after}"
+    return dict(out, not_checked=why) if why else out
+
+
 def run(config: Mapping[str, Any], out_dir: "str | Path", *, quiet: bool = False,
         resume: bool = False) -> Dict[str, Any]:
     """Train the preset's network with NN-BCD; write ``result.json`` and ``convergence.png`` to ``out_dir``.
@@ -218,8 +291,8 @@ def run(config: Mapping[str, Any], out_dir: "str | Path", *, quiet: bool = False
     out_dir : str or Path
         Created if missing. Receives ``preset.json`` first, then ``checkpoint.npz`` every ``[fit]
         checkpoint_every`` sweeps, and ``result.json`` / ``convergence.png`` when the run ends (also on
-        Ctrl-C: the last complete iterate, status 4); the previous run's files are deleted first (module
-        docstring).
+        Ctrl-C: the last complete iterate, status 4); the previous run's files are deleted once every check
+        ``fit`` makes before its first sweep has passed (module docstring).
     quiet : bool
         Force ``[fit] verbose`` off.
     resume : bool
@@ -231,28 +304,33 @@ def run(config: Mapping[str, Any], out_dir: "str | Path", *, quiet: bool = False
     dict
         ``preset``, ``status``, ``message``, ``nit``, ``train_acc``, ``test_acc``, ``objective``,
         ``sweep_seconds``, ``seconds_per_iteration``, ``constant_from`` (the sweep from which no
-        schedule or compressed structure changes, ``None`` if never); ``sufficient_decrease`` (from
-        ``constant_from`` on, for runs whose every block is an exact minimisation — uncompressed, or
-        compressed with exact blocks only — with the prox steps recorded), ``rate_slope`` (when the
-        history allows the fit) and the final ``cr_1``, ``cr_2``, ``cr_honest``, ``true_sparsity``
-        when compressed.
+        schedule or compressed structure changes, ``None`` if never); ``sufficient_decrease`` (checked
+        from ``constant_from`` on; only for runs whose every block is an exact minimisation — uncompressed,
+        or compressed with exact blocks only) and ``rate_slope`` (fitted from ``constant_from`` on), each
+        ``None`` when not checked, with the reason in ``not_checked`` (e.g. no monitored sweeps after
+        ``constant_from``); and the final ``cr_1``, ``cr_2``, ``cr_honest``, ``true_sparsity`` when
+        compressed.
 
     Raises
     ------
     ValueError
-        From :func:`check`, the data loader or the estimator.
+        From :func:`check`, the data loader or the estimator; with ``resume``, a checkpoint written with
+        other parameters or data. Raised before the earlier run's files are touched.
     OSError
         ``out_dir`` cannot be written to.
     FileNotFoundError
-        ``resume`` and no checkpoint in ``out_dir``.
+        A local data set's files are missing, or ``resume`` and no checkpoint in ``out_dir``.
     """
     preset = check(config)
-    model = make_estimator(preset, quiet=quiet, out_dir=ensure_out_dir(out_dir))
-    model._checked_params()  # a mistyped value is refused before the earlier run's files are touched
-    out = ensure_out_dir(out_dir, stale=OUTPUTS + (() if resume else (ckpt.FILENAME,)))
+    out = ensure_out_dir(out_dir)
+    model = make_estimator(preset, quiet=quiet, out_dir=out)
+    model._checked_params()  # a mistyped value is refused before the data are loaded
+    Xtr, ytr, Xte, yte = load_data(preset.data)
+    # everything fit would refuse is refused before the earlier run's files are touched
+    _check_fit(model, Xtr, ytr, Xte, yte, out if resume else None)
+    ensure_out_dir(out_dir, stale=OUTPUTS + (() if resume else (ckpt.FILENAME,)))
     if not resume:
         write_json(out / PRESET_FILE, dict(config))
-    Xtr, ytr, Xte, yte = load_data(preset.data)
     model.fit(Xtr, ytr, X_val=Xte, y_val=yte, resume=out if resume else None)
     if resume:  # the checkpoint accepted the run's --set changes (max_iter, ...): a later resume takes them
         write_json(out / PRESET_FILE, dict(config))
@@ -272,17 +350,7 @@ def run(config: Mapping[str, Any], out_dir: "str | Path", *, quiet: bool = False
         "seconds_per_iteration": round(res.time / max(res.nit, 1), 4),
         "constant_from": res.constant_from,
     }
-    exact_only = all(spec.exact for spec in model.state_.compress.values())
-    # a run stopped before its first sweep completed (max_iter = 0, Ctrl-C) has no steps recorded
-    if exact_only and res.constant_from is not None and not np.isnan(h.get("prox_step_sq", [np.nan])).all():
-        alpha = model.alpha  # a number or a schedule (its table): the α of the sweeps checked, from constant_from
-        if isinstance(alpha, (Mapping, Schedule)):
-            alpha = as_schedule(dict(alpha) if isinstance(alpha, Mapping) else alpha, "alpha").value(res.constant_from)
-        summary["sufficient_decrease"] = sufficient_decrease(res, alpha).ok
-    try:
-        summary["rate_slope"] = round(rate(res).slope, 3)
-    except ValueError:  # too few monitored iterations to fit a slope
-        pass
+    summary.update(_convergence(model))
     for key in ("cr_1", "cr_2", "cr_honest", "true_sparsity"):
         if key in h:
             summary[key] = float(h[key][-1])

@@ -314,8 +314,7 @@ def load_preset(path: "str | Path", overrides: Optional[Sequence[str]] = None) -
     path : str or Path
         The TOML file.
     overrides : sequence of str, optional
-        ``"fit.max_iter=10"``: the value is parsed as TOML (a bare word that is not TOML is a string);
-        the dotted key's tables are created when missing.
+        ``"fit.max_iter=10"``, as :func:`apply_overrides` takes them.
 
     Returns
     -------
@@ -327,7 +326,7 @@ def load_preset(path: "str | Path", overrides: Optional[Sequence[str]] = None) -
     FileNotFoundError
         ``path`` is not a file.
     ValueError
-        Not valid TOML, an override without ``=``, or an override whose path crosses a non-table.
+        Not valid TOML, or an override :func:`apply_overrides` refuses.
     """
     path = Path(path)
     if not path.is_file():
@@ -349,7 +348,9 @@ def apply_overrides(cfg: Dict[str, Any], overrides: Optional[Sequence[str]]) -> 
         A preset (read from TOML, or a run's stored ``preset.json``).
     overrides : sequence of str, optional
         ``"fit.max_iter=10"``: the value is parsed as TOML (a bare word that is not TOML is a string);
-        the dotted key's tables are created when missing.
+        the dotted key's tables are created when missing. The key is read as a TOML key (a quoted segment
+        is one segment: ``model.tau."0".ceiling``), and a segment after an array of tables is an index
+        into it: ``compress.0.sparsity`` is the first ``[[compress]]`` entry's ``sparsity``.
 
     Returns
     -------
@@ -359,7 +360,8 @@ def apply_overrides(cfg: Dict[str, Any], overrides: Optional[Sequence[str]]) -> 
     Raises
     ------
     ValueError
-        An override without ``=``, or one whose path crosses a non-table.
+        An override without ``=``, a key that is not a dotted key, one whose path crosses a non-table,
+        or an index that is not one of an array of tables.
     """
     for item in overrides or []:
         key, sep, raw = item.partition("=")
@@ -369,14 +371,46 @@ def apply_overrides(cfg: Dict[str, Any], overrides: Optional[Sequence[str]]) -> 
             value = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
             value = raw  # a bare word is a string
-        node = cfg
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
+        parts = _key_path(item, key)
+        node: Any = cfg
+        for i, part in enumerate(parts[:-1]):
+            # an array of tables ([[compress]]) is entered by index: compress.0 is its first entry
+            node = node[_list_index(item, parts[:i], node, part)] if isinstance(node, list) else \
+                node.setdefault(part, {})
+            if not isinstance(node, dict) and not (isinstance(node, list) and all(isinstance(e, dict) for e in node)):
                 raise ValueError(f"--set {item!r}: {part!r} is not a table")
-        node[parts[-1]] = value
+        if isinstance(node, list):
+            node[_list_index(item, parts[:-1], node, parts[-1])] = value
+        else:
+            node[parts[-1]] = value
     return cfg
+
+
+def _key_path(item: str, key: str) -> List[str]:
+    """The segments of an override's dotted key, read as TOML reads a key: ``model.tau."0".ceiling`` is
+    ``["model", "tau", "0", "ceiling"]`` (a quoted segment may hold dots or spaces)."""
+    try:
+        node = tomllib.loads(f"{key} = 0") if "\n" not in key else None
+    except tomllib.TOMLDecodeError:
+        node = None
+    if node is None:
+        raise ValueError(f"--set {item!r}: {key.strip()!r} is not a dotted key (table.key; quote a segment that "
+                         "holds other characters than letters, digits, - and _: model.tau.\"0\".ceiling)")
+    parts = []
+    while isinstance(node, dict):
+        (part, node), = node.items()
+        parts.append(part)
+    return parts
+
+
+def _list_index(item: str, path: List[str], entries: list, part: str) -> int:
+    """``part`` as an index into the array of tables ``entries`` (0-based), which it must be."""
+    name = ".".join(path)
+    if not part.isdecimal() or int(part) >= len(entries):
+        raise ValueError(f"--set {item!r}: {name} is an array of {len(entries)} tables ([[{name}]] entries); "
+                         f"address one by its index, {name}.0 to {name}.{len(entries) - 1}" if entries else
+                         f"--set {item!r}: {name} is an empty array; set it whole with {name}=[{{...}}]")
+    return int(part)
 
 
 def ensure_out_dir(out_dir: "str | Path", stale: Sequence[str] = ()) -> Path:
