@@ -419,9 +419,14 @@ def test_torch_runners_leave_nothing_stale(tmp_path, monkeypatch, preset, module
     for name in outputs:
         (tmp_path / name).write_text("an earlier run's")
 
-    def ctrl_c(data):
+    def ctrl_c(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner, "load_data", ctrl_c)  # Ctrl-C while the new run loads its data
+    load = runner.load_data
+    monkeypatch.setattr(runner, "load_data", ctrl_c)  # Ctrl-C while the new run loads its data: nothing started
+    assert _solve(preset, tmp_path) == 130
+    assert all((tmp_path / name).read_text() == "an earlier run's" for name in outputs)
+    monkeypatch.setattr(runner, "load_data", load)
+    monkeypatch.setattr(runner, "make_cnn" if module == "lowrank" else "make_mlp", ctrl_c)  # once it has started
     assert _solve(preset, tmp_path) == 130
     assert not any((tmp_path / name).exists() for name in outputs)

@@ -118,13 +118,14 @@ def run(config: Mapping[str, Any], out_dir: "str | Path", *, quiet: bool = False
         ``out_dir`` cannot be written to.
     """
     preset = check(config)
-    out = ensure_out_dir(out_dir, stale=("lowrank.json", "spectra.png"))
     model_cfg, fit = preset.model, preset.fit
     xtr, ytr, xte, yte = load_data(preset.data)
     side = math.isqrt(xtr.shape[1])
     if side * side != xtr.shape[1]:
         raise ValueError(f"[data] name = {preset.data['name']!r}: the lowrank CNN takes square single-channel "
                          f"images, got {xtr.shape[1]} features per sample")
+    # an earlier run's outputs go only once this run is sure to start (a refused or interrupted load keeps them)
+    out = ensure_out_dir(out_dir, stale=("lowrank.json", "spectra.png"))
     classes = np.unique(ytr)
     xtr_t, xte_t = (torch.as_tensor(x).reshape(-1, 1, side, side) for x in (xtr, xte))
     ytr_t, yte_t = (torch.as_tensor(np.searchsorted(classes, y)) for y in (ytr, yte))

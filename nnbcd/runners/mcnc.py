@@ -141,9 +141,10 @@ def run(config: Mapping[str, Any], out_dir: "str | Path", *, quiet: bool = False
         ``out_dir`` cannot be written to.
     """
     preset = check(config)
-    out = ensure_out_dir(out_dir, stale=("mcnc.json", "curves.png"))
     model_cfg, fit = preset.model, preset.fit
     xtr, ytr, xte, yte = load_data(preset.data)
+    # an earlier run's outputs go only once this run is sure to start (a refused or interrupted load keeps them)
+    out = ensure_out_dir(out_dir, stale=("mcnc.json", "curves.png"))
     classes = np.unique(ytr)
     data = (torch.as_tensor(xtr), torch.as_tensor(np.searchsorted(classes, ytr)),
             torch.as_tensor(xte), torch.as_tensor(np.searchsorted(classes, yte)))
