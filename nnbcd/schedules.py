@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from abc import ABC, abstractmethod
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -350,7 +351,8 @@ def check_within_run(value: Any, name: str, last: int, allow_zero: bool = False)
     if not isinstance(value, Schedule) or last < 1:
         return
     lo, hi = value.bounds_until(last)
-    if not (math.isfinite(hi) and (lo > 0 or (allow_zero and lo == 0))):
+    # a subnormal value (below the smallest normal float) counts as underflowed: 1/γ and the like overflow
+    if not (math.isfinite(hi) and (lo >= sys.float_info.min or (allow_zero and lo == 0))):
         bad = hi if not math.isfinite(hi) else lo
         bound = "a ceiling" if not math.isfinite(hi) else "a floor"
         raise ValueError(f"{name}: the schedule {value!r} reaches {bad!r} within the {last} sweeps of this run "

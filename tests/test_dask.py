@@ -148,7 +148,11 @@ def test_empty_row_chunks_are_no_shards(client, digits):
     b = DaskNNBCD((8,), client=client, max_iter=3, random_state=0).fit(
         da.from_array(X, chunks=((0, 120, 0, 80), (64,))), da.from_array(y, chunks=((0, 120, 0, 80),)))
     assert b.n_shards_ == 2
-    _assert_same_iterates(NNBCD((8,), max_iter=3, random_state=0).fit(X, y), b)
+    a = NNBCD((8,), max_iter=3, random_state=0).fit(X, y)
+    _assert_same_iterates(a, b)
+    Xd, yd = da.from_array(X, chunks=((0, 120, 0, 80), (64,))), da.from_array(y, chunks=((0, 120, 0, 80),))
+    np.testing.assert_array_equal(b.predict(Xd).compute(), a.predict(X))  # and so do predict / score
+    assert b.score(Xd, yd) == a.score(X, y)
 
 
 def test_bad_inputs_name_the_argument(client, digits):

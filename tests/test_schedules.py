@@ -303,6 +303,7 @@ def test_bounds_within_a_run_by_hand():
     ("gamma", {"type": "geometric", "start": 1.0, "factor": 1e200}),
     ("rho", {"type": "geometric", "start": 1.0, "factor": 1e-200}),
     ("alpha", {"type": "geometric", "start": 1.0, "factor": 1e200}),
+    ("gamma", {"type": "piecewise", "pieces": [[1, 1.0], [3, 1e-320]]}),  # subnormal: 1/γ overflows
 ])
 def test_a_schedule_that_leaves_the_range_within_max_iter_is_refused_before_the_first_sweep(param, table):
     """An unbounded geometric schedule that overflows (underflows) within max_iter sweeps: a ValueError naming
@@ -310,7 +311,7 @@ def test_a_schedule_that_leaves_the_range_within_max_iter_is_refused_before_the_
     from nnbcd import NNBCD
 
     X, y = _digits()
-    with pytest.raises(ValueError, match=f"{param}: the schedule .* reaches (inf|0.0) within the 3 sweeps"):
+    with pytest.raises(ValueError, match=f"{param}: the schedule .* reaches (inf|0.0|1e-320) within the 3 sweeps"):
         NNBCD((8,), max_iter=3, **{param: table}).fit(X, y)
     assert NNBCD((8,), max_iter=2, **{param: table}).fit(X, y).n_iter_ == 2  # 1e200 (1e-200) is still a number
 

@@ -137,7 +137,7 @@ def digits() -> Workload:
     cores = {0: dict(rank=13, layout="matrix", block="cores"), 1: dict(rank=11, layout="matrix", block="cores")}
     return Workload("digits", 64, (256, 256), 10, 1347,
                     {"dense": (None, 0.0), "tt": (_tt(tt), 20.0), "prune": (_prune((0, 1)), 20.0),
-                     "tt_cores": (_tt(cores), 20.0), "prune_masked": (_prune((0, 1), "masked"), 20.0)},
+                     "tt_cores": (_tt(cores), 0.0), "prune_masked": (_prune((0, 1), "masked"), 0.0)},
                     dict(gamma=0.5, rho=0.5, alpha=1.0))
 
 
@@ -166,7 +166,7 @@ def har(size: str) -> Workload:
     cores = {i: dict(rank=80, block="cores") for i in range(4)}
     return Workload("har", 561, hidden, 6, n,
                     {"dense": (None, 0.0), "tt": (_tt(tt), 5.0), "prune": (_prune((0, 1, 2, 3)), 5.0),
-                     "tt_cores": (_tt(cores), 5.0), "prune_masked": (_prune((0, 1, 2, 3), "masked"), 5.0)},
+                     "tt_cores": (_tt(cores), 0.0), "prune_masked": (_prune((0, 1, 2, 3), "masked"), 0.0)},
                     dict(gamma=0.5, rho=0.5, alpha=1.0, init_scale=0.2))
 
 

@@ -293,9 +293,12 @@ class DaskNNBCD(NNBCD):
             if len(X.chunks[1]) != 1:
                 raise ValueError(f"X is chunked along its columns ({len(X.chunks[1])} column chunks): rechunk "
                                  "with X.rechunk({1: -1})")
-            outputs = super()._outputs
-            return X.map_blocks(lambda block: outputs(block), chunks=(X.chunks[0], (len(self.classes_),)),
-                                dtype=self.coefs_[0].dtype)
+            outputs, width, dtype = super()._outputs, len(self.classes_), self.coefs_[0].dtype
+
+            def block_outputs(block: Any) -> np.ndarray:  # an empty row chunk (a filter leaves them) has none
+                return outputs(block) if block.shape[0] else np.empty((0, width), dtype)
+
+            return X.map_blocks(block_outputs, chunks=(X.chunks[0], (width,)), dtype=dtype)
         return super()._outputs(X)
 
     def predict(self, X: Any) -> Any:
