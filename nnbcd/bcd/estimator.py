@@ -461,26 +461,38 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         used ``--out``) runs it on a copy of the estimator.
         """
         cfg = self._start_fit(callback, resume)
-        be, dtype = cfg["be"], cfg["dtype"]
         X, y = self._checked_data(X, y)
         _check_conv_input(X, self.conv)
         self.classes_ = np.unique(y)
         labels = np.searchsorted(self.classes_, y)
-        first = (X.shape[1],) if self.conv is None else (self.conv.n_in, self.conv.n_out)
-        widths = first + cfg["hidden"] + (len(self.classes_),)
-        compress, tau = self._checked_compression(widths)
-        validation, xv, lv = self._validation_data(X_val, y_val, X.shape[1], be, dtype)
+        widths, compress, validation, xv, lv, schedules, hp = self._network(cfg, *X.shape, X_val, y_val)
         # what a checkpoint must match to be resumed by this fit
         params = self._resume_params()
         data = ckpt.data_fingerprint(ckpt.row_digest(X, labels), *X.shape, self.classes_.astype(str), xv, lv)
-        schedules, hp = schedules_and_hyper(cfg, tau, X.shape[0])
         saved = None
         if resume is not None:
             if cfg["warm_start"]:
                 raise ValueError("resume and warm_start=True exclude each other: resume continues a checkpointed "
                                  "run, warm_start begins a new run from the previous fit's weights")
-            saved = _checked_checkpoint(resume, params, data, str(np.dtype(dtype)), columns=columns)
+            saved = _checked_checkpoint(resume, params, data, str(np.dtype(cfg["dtype"])), columns=columns)
         return _Prepared(cfg, X, labels, widths, compress, schedules, hp, validation, params, data, saved)
+
+    def _network(self, cfg: Dict[str, Any], n_samples: int, n_features: int, X_val: Any,
+                 y_val: Any) -> Tuple[Tuple[int, ...], Dict[int, Compression], Any, Any, Any, Schedules, Hyper]:
+        """What a fit builds once the data's size and ``classes_`` are known (this estimator's and
+        ``DaskNNBCD``'s, whose data stay on the workers): the layer widths, the checked compression specs,
+        the validation data (:meth:`_validation_data`: scored set, features, labels), and the run loop's
+        :class:`~nnbcd.bcd.state.Schedules` (γ, ρ, α, α_W, α_b, τ) with the :class:`~nnbcd.bcd.state.Hyper` of
+        sweep 1 (κ from ``loss_scale`` and ``n_samples``)."""
+        first = (n_features,) if self.conv is None else (self.conv.n_in, self.conv.n_out)
+        widths = first + cfg["hidden"] + (len(self.classes_),)
+        compress, tau = self._checked_compression(widths)
+        validation, xv, lv = self._validation_data(X_val, y_val, n_features, cfg["be"], cfg["dtype"])
+        schedules = Schedules(gamma=cfg["gamma"], rho=cfg["rho"], tau=tau, alpha=cfg["alpha"], alpha_w=cfg["alpha_w"],
+                              alpha_b=cfg["alpha_b"])
+        kappa = 1.0 if cfg["loss_scale"] == "sum" else 1.0 / n_samples
+        hp = schedules.hyper(Hyper(gamma=0.0, rho=0.0, alpha=0.0, alpha_w=0.0, alpha_b=0.0, kappa=kappa), 1)
+        return widths, compress, validation, xv, lv, schedules, hp
 
     def _start_fit(self, callback: Any, resume: Any) -> Dict[str, Any]:
         """Forget the previous fit and check the parameters, ``callback`` and ``resume`` (before any work):
@@ -705,16 +717,6 @@ class _Prepared(NamedTuple):
     params: Dict[str, Any]
     data: str
     saved: Optional[ckpt.Checkpoint]
-
-
-def schedules_and_hyper(cfg: Dict[str, Any], tau: Dict[int, Scheduled], n_samples: int) -> Tuple[Schedules, Hyper]:
-    """The run loop's :class:`~nnbcd.bcd.state.Schedules` (γ, ρ, α, α_W, α_b, τ: numbers or schedules) from the
-    checked parameters ``cfg`` (:meth:`NNBCD._checked_params`), and the :class:`~nnbcd.bcd.state.Hyper` of
-    sweep 1 (κ from ``loss_scale`` and the number of training samples ``n_samples``)."""
-    schedules = Schedules(gamma=cfg["gamma"], rho=cfg["rho"], tau=tau, alpha=cfg["alpha"], alpha_w=cfg["alpha_w"],
-                          alpha_b=cfg["alpha_b"])
-    kappa = 1.0 if cfg["loss_scale"] == "sum" else 1.0 / n_samples
-    return schedules, schedules.hyper(Hyper(gamma=0.0, rho=0.0, alpha=0.0, alpha_w=0.0, alpha_b=0.0, kappa=kappa), 1)
 
 
 def _scheduled(value: Any, name: str, allow_zero: bool = False) -> Scheduled:

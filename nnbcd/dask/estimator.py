@@ -16,7 +16,7 @@ from sklearn.utils.multiclass import check_classification_targets
 
 from .. import _validation as val
 from ..bcd import checkpoint as ckpt
-from ..bcd.estimator import NNBCD, _check_conv_input, _checked_checkpoint, _checkpointer, schedules_and_hyper
+from ..bcd.estimator import NNBCD, _check_conv_input, _checked_checkpoint, _checkpointer
 from ..bcd.loop import SweepFailed, run
 from ..bcd.state import BCDState
 from ..result import SolveResult, Status
@@ -224,11 +224,7 @@ class DaskNNBCD(NNBCD):
             raise ValueError("client has no workers")
         xs, ys, shape, ranges = self._parts(client, X, y, workers)
         _check_conv_input(np.empty((0, shape[1])), self.conv)  # reads the number of features only
-        first = (shape[1],) if self.conv is None else (self.conv.n_in, self.conv.n_out)
-        widths = first + cfg["hidden"] + (len(self.classes_),)
-        compress, tau = self._checked_compression(widths)
-        validation, xv, lv = self._validation_data(X_val, y_val, shape[1], be, dtype)
-        schedules, hp = schedules_and_hyper(cfg, tau, shape[0])
+        widths, compress, validation, xv, lv, schedules, hp = self._network(cfg, *shape, X_val, y_val)
         # every shard draws the initial weights from a copy of the one generator: the same W^0 everywhere
         init = {"rng": cfg["rng"], "init_scale": cfg["init_scale"], "bias": cfg["bias"]}
         unfitted = copy.copy(self)
