@@ -115,7 +115,8 @@ class DaskEngine(Engine):
         10 MB: the full HAR widths' weights are 12 MB.) Raises :class:`~nnbcd.bcd.loop.SweepFailed` when one of
         those workers has left."""
         homes = sorted(set(self.workers))
-        gone = [w for w in homes if w not in set(self.client.nthreads())]
+        alive = set(self.client.nthreads())  # one call to the scheduler, not one per worker
+        gone = [w for w in homes if w not in alive]
         if gone:
             self._lose(f"worker(s) {gone} holding shards of the samples left the cluster")
         try:
