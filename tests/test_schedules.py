@@ -317,9 +317,12 @@ def test_a_schedule_that_leaves_the_range_within_max_iter_is_refused_before_the_
 
 
 def test_a_tau_schedule_that_overflows_names_its_layer():
+    import numpy as np
+
     from nnbcd import NNBCD, TT
 
     X, y = _digits()
-    with pytest.raises(ValueError, match=r"tau\[0\]: the schedule"):
-        NNBCD((8,), max_iter=3, compress={0: TT(rank=2)}, tau={0: {"type": "geometric", "start": 1.0, "factor": 1e200}}
-              ).fit(X, y)
+    for max_iter in (3, np.int64(3)):  # a numpy integer max_iter is checked too
+        with pytest.raises(ValueError, match=r"tau\[0\]: the schedule"):
+            NNBCD((8,), max_iter=max_iter, compress={0: TT(rank=2)},
+                  tau={0: {"type": "geometric", "start": 1.0, "factor": 1e200}}).fit(X, y)

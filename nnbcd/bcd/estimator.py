@@ -323,8 +323,6 @@ class NNBCD(ClassifierMixin, BaseEstimator):
             if not coupled and (isinstance(t, Schedule) or t):
                 logger.warning("tau is set but no layer has a projection-block compression (compress=%r): tau has "
                                "no effect", self.compress)
-        for i, t in tau.items():
-            check_within_run(t, f"tau[{i}]", self.max_iter if isinstance(self.max_iter, int) else 0, allow_zero=True)
         # a warm-up before an exact block (exact_from > 1) may run uncoupled on purpose
         projected = [i for i in coupled if not compress[i].exact]
         if projected and not any(tau[i] for i in projected) and not all(compress[i].replaces_weight for i in projected):
@@ -487,6 +485,8 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         first = (n_features,) if self.conv is None else (self.conv.n_in, self.conv.n_out)
         widths = first + cfg["hidden"] + (len(self.classes_),)
         compress, tau = self._checked_compression(widths)
+        for i, t in tau.items():
+            check_within_run(t, f"tau[{i}]", cfg["max_iter"], allow_zero=True)
         validation, xv, lv = self._validation_data(X_val, y_val, n_features, cfg["be"], cfg["dtype"])
         schedules = Schedules(gamma=cfg["gamma"], rho=cfg["rho"], tau=tau, alpha=cfg["alpha"], alpha_w=cfg["alpha_w"],
                               alpha_b=cfg["alpha_b"])
