@@ -20,7 +20,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import minimize_scalar
 
@@ -201,10 +201,23 @@ def tensors(draw):
     return t, draw(st.integers(1, 6))
 
 
+# found by hypothesis: the second slab is 0.158 × the first to 8 digits, so after the first cut the second
+# unfolding's small singular values lie below the float64 Gram's resolution (√ε σ_1); the Gram's choice among
+# them exceeded the Oseledets bound
+NEAR_DEFICIENT = np.array([
+    [[5.21735797e-02, -1.58915114e-01, 1.90547722e-01, -3.06019865e-01, 3.27119285e-01],
+     [6.42767784e-02, 3.54376546e-01, 4.37893062e-01, 8.68624402e-02, -1.08259089e-03],
+     [-3.13140334e-01, 1.04479733e-01, -2.87803622e-01, -1.06076970e-01, 4.22758871e-01]],
+    [[8.22819765e-03, -2.50622080e-02, 3.00509241e-02, -4.82618301e-02, 5.15893743e-02],
+     [1.01369725e-02, 5.58880633e-02, 6.90593001e-02, 1.36989178e-02, -1.70735195e-04],
+     [-4.93847831e-02, 1.64773032e-02, -4.53889744e-02, -1.67291992e-02, 6.66725198e-02]]])
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("svd", ["gram", "full"])
 @given(case=tensors())
+@example(case=(NEAR_DEFICIENT, 4))
 @settings(max_examples=max(settings.default.max_examples // 3, 5))
 def test_tt_svd_within_oseledets_bound(backend, dtype, svd, case):
     t, rank = case

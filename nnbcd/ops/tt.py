@@ -21,7 +21,10 @@ truncation error of the t-th unfolding of the original tensor.
   float32, inside the range of retained values). So the Gram, its eigenvectors and the orthonormal
   basis are computed in float64 for float32 input (error :math:`\sqrt{\epsilon_{64}}\sigma_1 \approx
   10^{-8}\sigma_1`, below float32's own resolution); only :math:`G^T M` runs in float32. The result then
-  meets the Oseledets bound to float32 rounding, as ``"full"`` does, at a fraction of its cost.
+  meets the Oseledets bound to float32 rounding, as ``"full"`` does, at a fraction of its cost. For float64
+  input the Gram is in the input precision: where a kept eigenvalue is below :math:`\sqrt{\epsilon}` of the
+  largest (a singular value below :math:`\epsilon^{1/4}\sigma_1`, near the Gram's resolution), that
+  unfolding is cut by the SVD instead.
 * ``"full"``: thin SVD (LAPACK ``gesdd``) of :math:`M_t` in the input precision, as the reference and
   tensorly do.
 """
@@ -130,18 +133,19 @@ def _truncate(m: Any, r: int, be: Any, method: str) -> Tuple[Any, Any]:
     """``(Q, C)`` with ``Q`` (a×r) orthonormal spanning the top-r left singular space of ``m`` and
     ``C = Q^T m`` (r×b), both in ``m``'s dtype."""
     a, b = m.shape
-    if method == "full":
-        u, s, vt = be.svd(m)
-        return be.xp.ascontiguousarray(u[:, :r]), s[:r, None] * vt[:r]
-    # the Gram squares the condition number: below float64, form it and its eigenvectors in float64
-    wide = m if m.dtype == np.float64 else m.astype(np.float64)
-    if a <= b:
-        _, q = be.eigh_top(be.gram(wide), r)
-    else:
-        _, v = be.eigh_top(be.gram(wide.T), r)
-        q = _orthonormal_basis(be.matmul(wide, v), be)
-    q = be.xp.ascontiguousarray(q, dtype=m.dtype)
-    return q, be.matmul(q.T, m)
+    if method == "gram":
+        # the Gram squares the condition number: below float64, form it and its eigenvectors in float64
+        wide = m if m.dtype == np.float64 else m.astype(np.float64)
+        w, q = be.eigh_top(be.gram(wide) if a <= b else be.gram(wide.T), r)
+        # float64 input: a kept eigenvalue below √ε of the largest is a singular value below ε^{1/4}σ_1, which
+        # the float64 Gram cannot resolve from its rounding (√ε σ_1): that cut is made by the SVD instead
+        if m.dtype != np.float64 or float(w[-1]) >= math.sqrt(float(np.finfo(np.float64).eps)) * float(w[0]):
+            if a > b:
+                q = _orthonormal_basis(be.matmul(wide, q), be)
+            q = be.xp.ascontiguousarray(q, dtype=m.dtype)
+            return q, be.matmul(q.T, m)
+    u, s, vt = be.svd(m)
+    return be.xp.ascontiguousarray(u[:, :r]), s[:r, None] * vt[:r]
 
 
 def _orthonormal_basis(y: Any, be: Any) -> Any:
