@@ -31,8 +31,8 @@ def _columns(obj: Any, *keys: str) -> tuple:
     Raises
     ------
     ValueError
-        When a column is missing: the message says which and why that happens (a run that stopped at its
-        first sweep, before anything was monitored, records no objective).
+        When a column is missing (a history of another solver, or one written before every NN-BCD run had
+        these columns from its start): the message says which, and the run's status when it has one.
     """
     h = _history(obj)
     missing = [k for k in keys if k not in h]
@@ -74,7 +74,7 @@ class DecreaseCheck:
     ----------
     ok : bool
         Every checked pair satisfies the inequality.
-    margins : ndarray, shape (n_iter - 1,)
+    margins : ndarray, shape (max(n_iter - 1, 0),)
         :math:`\\Phi^k - \\Phi^{k+1} - \\frac\\alpha2\\|\\Delta_{prox}^{k+1}\\|^2 + rtol|\\Phi^{k+1}|` (≥ 0 when
         satisfied; NaN for pairs not both monitored).
     worst_iteration : int
@@ -119,8 +119,8 @@ def sufficient_decrease(history: Any, alpha: float, rtol: float = 1e-9, start: O
     ------
     ValueError
         For a result whose ``constant_from`` is None and no ``start``; a negative or non-finite
-        ``alpha``/``rtol``; a history without ``objective``/``prox_step_sq`` columns (e.g. a run that
-        failed in its first sweep: the message says so).
+        ``alpha``/``rtol``; a history without ``objective``/``prox_step_sq`` columns (the message says
+        which). A run that ran no sweep or failed in its first has them, empty or NaN: nothing is checked.
     TypeError
         If ``history`` is not a History, SolveResult or mapping, or ``alpha``/``rtol`` not a number.
     """
@@ -130,7 +130,7 @@ def sufficient_decrease(history: Any, alpha: float, rtol: float = 1e-9, start: O
     first = _start(history, start) - 1
     phi[:first] = np.nan
     ok_pairs = ~np.isnan(phi[:-1]) & ~np.isnan(phi[1:]) & ~np.isnan(step[1:])
-    margins = np.full(len(phi) - 1, np.nan)
+    margins = np.full(max(len(phi) - 1, 0), np.nan)  # a run that ran no sweep has no pair (and no row)
     margins[ok_pairs] = (phi[:-1] - phi[1:] - 0.5 * alpha * step[1:])[ok_pairs] + rtol * np.abs(phi[1:])[ok_pairs]
     checked = margins[ok_pairs]
     worst = int(np.nanargmin(margins)) + 1 if checked.size else -1
@@ -243,7 +243,8 @@ def plot_history(result: Any, keys: Optional[Sequence[str]] = None, ax: Any = No
     if logy:
         ax.set_yscale("log")
     ax.set_xlabel("iteration")
-    ax.legend(fontsize="small")
+    if keys:  # no columns (a run without monitored sweeps has no accuracy): a legend of nothing warns
+        ax.legend(fontsize="small")
     return ax
 
 

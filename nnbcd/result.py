@@ -62,6 +62,10 @@ class History(Mapping):
     * ``loss``, ``acc``, ``bacc`` of the deployed network on the training data, ``val_*`` on validation
       data when given; ``n_params_i``, ``cr_1``, ``cr_2``, ``cr_honest`` and sparsities with compression;
     * ``time`` (wall seconds of the sweep), ``time_<kind>`` and ``time_monitor``.
+
+    ``objective``, ``step_sq``, ``prox_step_sq`` and ``time`` are there from the start of every fit
+    (:data:`nnbcd.bcd.loop.HISTORY_COLUMNS`): empty after a fit that ran no sweep (``max_iter=0``), NaN
+    in the record of a sweep that failed. The others appear with the first record that has them.
     """
 
     def __init__(self) -> None:

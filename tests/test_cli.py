@@ -147,6 +147,28 @@ def test_override_keys_are_toml_keys_and_index_compress_entries(tmp_path):
             load_preset(p, [item])
 
 
+@pytest.mark.parametrize("item", ["model.gamma=[1,2", 'model.alpha={type="piecewise"', 'model.gamma="abc',
+                                  "data.name='digits", "model.gamma= [1,,2]"])
+def test_override_that_starts_as_toml_but_is_malformed_is_an_error(tmp_path, capsys, item):
+    # a malformed array / inline table / quoted string used to fall back to a plain string
+    p = tmp_path / "p.toml"
+    p.write_text("[model]\nhidden_layer_sizes = [4]\n")
+    with pytest.raises(ValueError, match=r"--set .*is not valid TOML \(.+\)") as err:
+        load_preset(p, [item])
+    assert repr(item) in str(err.value)
+    # the command line reports it as a bad input (status 2, one line naming the --set item), before anything runs
+    assert _solve("digits.toml", tmp_path / "out", item) == 2
+    msg = capsys.readouterr().err
+    assert msg.startswith("nnbcd: error: --set") and "not valid TOML" in msg and "Traceback" not in msg
+    assert not (tmp_path / "out").exists()
+    # bare words (and well-formed TOML) are unchanged
+    cfg = load_preset(p, ["data.name=mnist5k", "model.gamma=[1, 2]", "model.alpha={type='constant'}",
+                          "model.backend='numba'"])
+    assert cfg["data"] == {"name": "mnist5k"}
+    assert cfg["model"]["gamma"] == [1, 2] and cfg["model"]["alpha"] == {"type": "constant"}
+    assert cfg["model"]["backend"] == "numba"
+
+
 def test_unknown_method_and_missing_torch_message(monkeypatch):
     with pytest.raises(ValueError, match="method = 'sgd' is not known"):
         get_runner("sgd")
@@ -217,7 +239,6 @@ def test_digits_tt_preset_runs(tmp_path):
     assert res["compression"]["0"]["ranks"][0] == 1 and res["history"]["cr_1"][-1] < 0.3
 
 
-@pytest.mark.filterwarnings("ignore:No artists with labels")  # the plot of a run with no sweep is empty
 @pytest.mark.parametrize("at", [1, 3])
 def test_interrupted_solve_writes_a_valid_result(tmp_path, monkeypatch, capsys, at):
     from nnbcd.bcd import loop
@@ -399,6 +420,26 @@ def test_summary_reports_unchecked_convergence_as_none(tmp_path, capsys):
     s = summary(3)  # sweeps 3..8 checked
     assert s["constant_from"] == 3 and s["sufficient_decrease"] is True and s["rate_slope"] < 0
     assert "not_checked" not in s
+
+
+def test_max_iter_zero_runs_no_sweep_and_writes_a_valid_result(tmp_path):
+    # a run with no sweep left an empty history (history["objective"] a KeyError) and warned in its plot
+    import warnings
+
+    from nnbcd.result import Status
+    from nnbcd.runners import nnbcd as runner
+
+    cfg = load_preset(ROOT / "solvers" / "digits.toml", ["fit.max_iter=0", "model.hidden_layer_sizes=[16]"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = runner.run(cfg, tmp_path, quiet=True)
+    assert s["status"] == Status.MAX_ITER and s["nit"] == 0 and s["message"] == Status.MAX_ITER.message
+    assert s["sufficient_decrease"] is None and s["rate_slope"] is None
+    assert all("ended at sweep 0" in why for why in s["not_checked"].values())
+    assert 0 <= s["train_acc"] <= 1 and s["sweep_seconds"] == 0
+    res = json.loads((tmp_path / "result.json").read_text())
+    assert res["nit"] == 0 and res["history"]["objective"] == [] and res["history"]["step_sq"] == []
+    assert (tmp_path / "convergence.png").stat().st_size > 1000
 
 
 def test_fit_checkpoint_every_is_checked_before_loading(tmp_path, capsys):

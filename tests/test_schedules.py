@@ -251,6 +251,26 @@ def test_alpha_table_and_separate_alpha_w_schedule_are_recorded():
     assert m.result_.constant_from == 5
 
 
+@pytest.mark.parametrize("alpha_b", [0.3, Piecewise([(1, 1.0), (3, 0.1)]),
+                                     {"type": "geometric", "start": 1.0, "factor": 0.5, "floor": 0.25}],
+                         ids=["number", "schedule", "table"])
+def test_alpha_b_without_bias_warns_and_changes_no_iterate(alpha_b):
+    # a scheduled alpha_b without bias was accepted silently; a number too
+    import warnings
+
+    import numpy as np
+
+    with pytest.warns(UserWarning, match=r"alpha_b=.* has no effect without bias=True") as caught:
+        m = _alpha_fit(0.7, max_iter=3, alpha_b=alpha_b, bias=False)
+    assert [w.filename for w in caught if "alpha_b" in str(w.message)] == [__file__]  # points at the fit call
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plain = _alpha_fit(0.7, max_iter=3, bias=False)  # alpha_b=None: no warning
+        _alpha_fit(0.7, max_iter=1, alpha_b=alpha_b, bias=True)  # with biases it acts: no warning
+    for a, b in zip(m.coefs_, plain.coefs_):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_alpha_schedule_checkpoint_resume_equals_the_uninterrupted_run(tmp_path):
     import numpy as np
 

@@ -1,6 +1,7 @@
 """NN-BCD solver: descent, backend parity, loss-scale equivalence, validation, status handling, sklearn API."""
 import warnings
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
@@ -13,6 +14,7 @@ from nnbcd.bcd.estimator import NNBCD
 from nnbcd.bcd.objective import objective_terms
 from nnbcd.bcd.state import Hyper
 from nnbcd.bcd.sweep import block_schedule, sweep
+from nnbcd.convergence import plot_convergence, sufficient_decrease
 from nnbcd.result import SolveResult, Status
 
 HP = Hyper(gamma=0.8, rho=0.6, alpha=0.7, alpha_w=0.7, alpha_b=0.7, kappa=1.0)
@@ -117,6 +119,24 @@ def test_history_keys_and_result(digits):
     # objective_ref weights the data term γ/2 instead of ½ (spec §2)
     h = r.history
     np.testing.assert_allclose(h["objective_ref"] - h["objective"], (0.8 - 1.0) * h["data"], rtol=1e-12)
+
+
+def test_max_iter_zero_runs_no_sweep_and_has_the_columns_empty(digits):
+    # used to leave an empty history: history["objective"] raised KeyError
+    X, y = digits
+    m = _model(max_iter=0).fit(X[:120], y[:120])
+    r, h = m.result_, m.result_.history
+    assert r.nit == m.n_iter_ == 0 and h.n_iter == 0 and r.time == 0.0 and np.isnan(r.fun)
+    assert r.status == Status.MAX_ITER and r.message == Status.MAX_ITER.message
+    for key in ("objective", "step_sq", "prox_step_sq", "time"):
+        assert h[key].shape == (0,), key
+    # the readers take it: nothing to check, a plot without warnings (a legend of no lines warned)
+    check = sufficient_decrease(r, 0.7, start=1)
+    assert check.n_checked == 0 and check.worst_iteration == -1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plt.close(plot_convergence(r))
+    assert m.predict(X[:5]).shape == (5,)
 
 
 def test_callback_gets_intermediate_result_and_can_stop(digits):

@@ -88,7 +88,8 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         schedule is constant (``result_.constant_from``), with the α of those sweeps.
     alpha_w, alpha_b : float > 0 or Schedule, optional
         Prox weights of the W and bias blocks (default ``alpha``, its schedule included); when given, a number
-        or a schedule as ``alpha``, recorded in ``history["alpha_w"]`` / ``history["alpha_b"]``.
+        or a schedule as ``alpha``, recorded in ``history["alpha_w"]`` / ``history["alpha_b"]``. ``alpha_b``
+        acts only with ``bias=True``: given without, ``fit`` warns (``UserWarning``).
     compress : mapping {int: Compression}, optional
         Compression spec per layer, keyed by layer ``0..L-1``. One spec object shared by several layers
         is one group (e.g. global pruning). A conv layer 0 is not compressed. A spec with an exact block
@@ -426,6 +427,8 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         -----
         ConvergenceWarning
             When ``tol`` is given and ``max_iter`` sweeps ran without meeting it (status 1).
+        UserWarning
+            When ``alpha_b`` is given and ``bias`` is False (``alpha_b`` then has no effect).
         """
         warm = self._warm_iterate()  # before the fitted attributes go
         p = self._prepare(X, y, X_val, y_val, callback, resume)
@@ -494,13 +497,19 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         hp = schedules.hyper(Hyper(gamma=0.0, rho=0.0, alpha=0.0, alpha_w=0.0, alpha_b=0.0, kappa=kappa), 1)
         return widths, compress, validation, xv, lv, schedules, hp
 
-    def _start_fit(self, callback: Any, resume: Any) -> Dict[str, Any]:
+    def _start_fit(self, callback: Any, resume: Any, stacklevel: int = 4) -> Dict[str, Any]:
         """Forget the previous fit and check the parameters, ``callback`` and ``resume`` (before any work):
-        the checked parameters (:meth:`_checked_params`)."""
+        the checked parameters (:meth:`_checked_params`). Warns when ``alpha_b`` is given without
+        ``bias``; ``stacklevel`` makes the warning point at the caller of ``fit`` (``fit`` → ``_prepare``
+        → here: 4)."""
         # a failed or interrupted refit must not leave the previous fit's attributes looking current
         for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
             delattr(self, attr)
         cfg = self._checked_params()
+        # here, not in _checked_params: nnbcd solve calls that before loading the data, then fit again
+        if self.alpha_b is not None and not cfg["bias"]:
+            warnings.warn(f"alpha_b={self.alpha_b!r} has no effect without bias=True: it is the prox weight of the "
+                          "bias blocks, and this network has none", UserWarning, stacklevel=stacklevel)
         if callback is not None and not callable(callback):  # checked now, not after the first sweep
             raise TypeError(f"callback must be callable or None, got {type(callback).__name__} {callback!r}")
         _check_resume(resume)

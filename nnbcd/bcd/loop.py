@@ -193,6 +193,13 @@ def constant_from(st: BCDState, schedules: Schedules) -> Optional[int]:
     return last_change([schedules.constant_from] + [spec.constant_from for spec in st.compress.values()])
 
 
+#: The history columns every run has from its start (:class:`~nnbcd.result.History`): a run that ends
+#: before its first sweep (``max_iter=0``, Ctrl-C in sweep 1) has them empty, not missing, so that
+#: ``history["objective"]`` and the convergence checks read an empty run as one (a resumed run has its
+#: checkpoint's history).
+HISTORY_COLUMNS = ("objective", "step_sq", "prox_step_sq", "time")
+
+
 def _structure_record(st: BCDState) -> Dict[str, float]:
     """``rank_i`` / ``sparsity_i``: what each compression spec used in the sweep just run."""
     rec: Dict[str, float] = {}
@@ -248,11 +255,12 @@ def run(st: BCDState, hp: Hyper, engine: Engine, *, max_iter: int, tol: Optional
     SolveResult
         With the :class:`~nnbcd.result.Status` the run stopped with; ``nit`` sweeps, one history
         record each (the failed sweep's record included) with the values of the sweep (``gamma``,
-        ``rho``, ``tau_i``, ``rank_i``, ``sparsity_i``), and ``constant_from``.
+        ``rho``, ``tau_i``, ``rank_i``, ``sparsity_i``), and ``constant_from``. The history has the
+        :data:`HISTORY_COLUMNS` even when no sweep ran (``nit == 0``, status 1, ``fun`` NaN): empty.
     """
     from tqdm.auto import tqdm
 
-    start = Progress() if start is None else start
+    start = Progress(History.from_columns({key: [] for key in HISTORY_COLUMNS})) if start is None else start
     history, fun, total, previous = start.history, start.fun, start.total, start.previous
     status = Status.MAX_ITER
     nit = history.n_iter

@@ -352,7 +352,7 @@ def _refined_pcg(op: Any, rhs: Any, x0: Any, tol: float, maxiter: int, be: Backe
 
     Each round solves :math:`H_{32}d = r` by preconditioned CG to :data:`_CORRECTION_TOL` from 0, with
     ``op``'s float32 twin, and adds :math:`d` when it lowers the local quadratic
-    (:math:`r^Td - 	frac12 d^THd > 0` in float64), so the solve never increases the objective, as CG
+    (:math:`r^Td - \tfrac12 d^THd > 0` in float64), so the solve never increases the objective, as CG
     from the warm start does not. A float32 product costs about half a float64 one, and for the
     :math:`\kappa \ll 10^7` of these systems each round gains about five digits, so reaching 1e-10 takes
     two or three rounds of float32 iterations instead of float64 CG's 1.5–7× as many (measured at HAR's
@@ -390,7 +390,7 @@ def _refined_pcg(op: Any, rhs: Any, x0: Any, tol: float, maxiter: int, be: Backe
 
 
 def _dot(u: Any, v: Any, be: Backend) -> float:
-    """:math:`u \cdot v` through the backend's BLAS, as every product here."""
+    r""":math:`u \cdot v` through the backend's BLAS, as every product here."""
     return float(be.matmul(u.reshape(1, -1), v.reshape(-1, 1))[0, 0])
 
 

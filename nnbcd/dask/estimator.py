@@ -210,7 +210,7 @@ class DaskNNBCD(NNBCD):
         FileNotFoundError
             No checkpoint at ``resume``.
         """
-        cfg = self._start_fit(callback, resume)
+        cfg = self._start_fit(callback, resume, stacklevel=3)  # called by fit itself
         client = self._client()
         if cfg["warm_start"]:
             raise ValueError("warm_start is not supported by DaskNNBCD yet (got True); to continue a run, "

@@ -347,10 +347,11 @@ def apply_overrides(cfg: Dict[str, Any], overrides: Optional[Sequence[str]]) -> 
     cfg : dict
         A preset (read from TOML, or a run's stored ``preset.json``).
     overrides : sequence of str, optional
-        ``"fit.max_iter=10"``: the value is parsed as TOML (a bare word that is not TOML is a string);
-        the dotted key's tables are created when missing. The key is read as a TOML key (a quoted segment
-        is one segment: ``model.tau."0".ceiling``), and a segment after an array of tables is an index
-        into it: ``compress.0.sparsity`` is the first ``[[compress]]`` entry's ``sparsity``.
+        ``"fit.max_iter=10"``: the value is parsed as TOML (a bare word that is not TOML is a string,
+        ``data.name=mnist5k``); the dotted key's tables are created when missing. The key is read as a
+        TOML key (a quoted segment is one segment: ``model.tau."0".ceiling``), and a segment after an
+        array of tables is an index into it: ``compress.0.sparsity`` is the first ``[[compress]]``
+        entry's ``sparsity``.
 
     Returns
     -------
@@ -360,8 +361,9 @@ def apply_overrides(cfg: Dict[str, Any], overrides: Optional[Sequence[str]]) -> 
     Raises
     ------
     ValueError
-        An override without ``=``, a key that is not a dotted key, one whose path crosses a non-table,
-        or an index that is not one of an array of tables.
+        An override without ``=``, a value that starts as an array, inline table or quoted string
+        (``[``, ``{``, ``"``, ``'``) but is not valid TOML, a key that is not a dotted key, one whose path
+        crosses a non-table, or an index that is not one of an array of tables.
     """
     for item in overrides or []:
         key, sep, raw = item.partition("=")
@@ -369,7 +371,11 @@ def apply_overrides(cfg: Dict[str, Any], overrides: Optional[Sequence[str]]) -> 
             raise ValueError(f"--set {item!r}: expected table.key=value")
         try:
             value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
+        except tomllib.TOMLDecodeError as exc:
+            # an array, inline table or quoted string that does not parse is a typo, not a string: taken as
+            # one it would fail later with a confusing message, or be accepted where a string is allowed
+            if raw.lstrip()[:1] in ("[", "{", '"', "'"):
+                raise ValueError(f"--set {item!r}: {raw.strip()!r} is not valid TOML ({exc})") from None
             value = raw  # a bare word is a string
         parts = _key_path(item, key)
         node: Any = cfg
