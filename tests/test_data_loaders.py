@@ -284,3 +284,61 @@ def test_load_dataset_names_and_keywords(tmp_path):
     with pytest.raises(ValueError, match="test_size"):
         load_dataset("har", path=str(tmp_path), test_size=0.2)
     np.testing.assert_array_equal(load_dataset("digits", seed=2)[1], load_digits(seed=2)[1])
+
+
+def test_shift_augment_moves_each_pixel_by_one():
+    """Hand-checked: every copy's pixel (h, w) is the original's (h - dy, w - dx), 0 off the image."""
+    from nnbcd.data import shift_augment
+    from nnbcd.data.augment import SHIFTS
+
+    rng = np.random.default_rng(0)
+    X = rng.random((3, 2 * 4 * 5)).astype(np.float32)  # 3 images, 2 channels of 4 x 5
+    y = np.array([7, 1, 4])
+    Xa, ya = shift_augment(X, y, (2, 4, 5), directions=8)
+    assert Xa.shape == (27, 40) and Xa.dtype == np.float32
+    np.testing.assert_array_equal(ya, np.tile(y, 9))
+    imgs = X.reshape(3, 2, 4, 5)
+    for k, (dy, dx) in enumerate(((0, 0),) + SHIFTS):
+        copy = Xa[3 * k:3 * (k + 1)].reshape(3, 2, 4, 5)
+        for h in range(4):
+            for w in range(5):
+                src = (h - dy, w - dx)
+                want = imgs[:, :, src[0], src[1]] if 0 <= src[0] < 4 and 0 <= src[1] < 5 else 0
+                np.testing.assert_array_equal(copy[:, :, h, w], want)
+    assert sorted(SHIFTS[:4]) == [(-1, 0), (0, -1), (0, 1), (1, 0)]  # 4 = the axis directions
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(directions=3), "directions must be one of"),
+    (dict(directions=True), "directions must be one of"),
+    (dict(image_shape=(4, 4)), r"X must have shape \(n, 16\)"),
+    (dict(image_shape=(2, 2, 2, 5)), "image_shape must be"),
+    (dict(image_shape=(0, 40)), r"image_shape\[0\]"),
+    (dict(y=np.zeros(2)), r"y must have shape \(3,\)"),
+])
+def test_shift_augment_refuses_bad_arguments(kwargs, words):
+    from nnbcd.data import shift_augment
+
+    args = dict(X=np.zeros((3, 40)), y=np.zeros(3), image_shape=(8, 5), directions=4)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=words):
+        shift_augment(**args)
+
+
+def test_load_dataset_augments_the_training_split_only():
+    plain = load_dataset("digits", seed=3)
+    Xa, ya, Xte, yte = load_dataset("digits", seed=3, augment_shifts=4)
+    n = plain[0].shape[0]
+    assert Xa.shape == (5 * n, 64)
+    np.testing.assert_array_equal(Xa[:n], plain[0])  # the originals first
+    np.testing.assert_array_equal(Xte, plain[2])
+    np.testing.assert_array_equal(yte, plain[3])
+    np.testing.assert_array_equal(ya, np.tile(plain[1], 5))
+    # copy 1 moved down by one row: its first row is empty, the rest is the original's rows 0..6
+    down = Xa[n:2 * n].reshape(n, 8, 8)
+    assert not down[:, 0].any()
+    np.testing.assert_array_equal(down[:, 1:], plain[0].reshape(n, 8, 8)[:, :-1])
+    with pytest.raises(ValueError, match="breast_cancer.*not one of the image sets"):
+        load_dataset("breast_cancer", augment_shifts=4)
+    with pytest.raises(ValueError, match="augment_shifts must be one of"):
+        load_dataset("digits", augment_shifts=2)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from .augment import shift_augment
 from .embedded import load_dataset, load_digits, load_mnist5k
 
 _LAZY = {"load_har": "har", "load_flare": "flare", "load_mnist": "mnist"}
@@ -19,4 +20,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["load_dataset", "load_digits", "load_flare", "load_har", "load_mnist", "load_mnist5k"]
+__all__ = ["load_dataset", "load_digits", "load_flare", "load_har", "load_mnist", "load_mnist5k", "shift_augment"]

@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import numpy as np
 
 from ._checks import check_dtype, check_seed, check_test_size
+from .augment import DIRECTIONS, shift_augment
 
 Split = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
@@ -137,9 +138,11 @@ DATASETS: Dict[str, Callable[..., Split]] = {
     "mnist5k": load_mnist5k,
 }
 LOCAL = {"har": ("har", "load_har"), "flare": ("flare", "load_flare"), "mnist": ("mnist", "load_mnist")}
+#: (H, W) of one image of the image data sets (``augment_shifts`` takes only these)
+IMAGE_SHAPES = {"digits": (8, 8), "mnist5k": (28, 28), "mnist": (28, 28)}
 
 
-def load_dataset(name: str, path: Optional[str] = None, **kwargs: Any) -> Split:
+def load_dataset(name: str, path: Optional[str] = None, augment_shifts: int = 0, **kwargs: Any) -> Split:
     """Load a data set by name.
 
     Parameters
@@ -149,6 +152,10 @@ def load_dataset(name: str, path: Optional[str] = None, **kwargs: Any) -> Split:
         ``mnist``) read from ``path``, else ``$NNBCD_DATA``, else the cache directory.
     path : str, optional
         Directory of a local set; embedded sets take none.
+    augment_shifts : {0, 4, 8}
+        Image sets (:data:`IMAGE_SHAPES`): add to the training split each image's copies moved by one
+        pixel in 4 or 8 directions (:func:`nnbcd.data.augment.shift_augment`), so it has 5× or 9× the rows;
+        the test split is untouched. 0: none.
     **kwargs
         The named loader's own parameters (``test_size``, ``seed``, ``dtype``, ``fraction``).
 
@@ -159,8 +166,9 @@ def load_dataset(name: str, path: Optional[str] = None, **kwargs: Any) -> Split:
     Raises
     ------
     ValueError
-        An unknown ``name`` (the message lists the known ones), a ``path`` for an embedded set, or a
-        keyword the loader does not take (the message lists those it takes).
+        An unknown ``name`` (the message lists the known ones), a ``path`` for an embedded set, a
+        keyword the loader does not take (the message lists those it takes), or ``augment_shifts`` not
+        0 / 4 / 8 or given for a set that is not of images.
     """
     known = sorted(DATASETS) + sorted(LOCAL)
     if not isinstance(name, str) or name not in known:
@@ -176,4 +184,12 @@ def load_dataset(name: str, path: Optional[str] = None, **kwargs: Any) -> Split:
     unknown = sorted(set(kwargs) - accepted)
     if unknown:
         raise ValueError(f"dataset {name!r} does not take {unknown}; it takes {sorted(accepted)}")
-    return loader(**args)
+    if isinstance(augment_shifts, bool) or augment_shifts not in DIRECTIONS:
+        raise ValueError(f"augment_shifts must be one of {DIRECTIONS}, got {augment_shifts!r}")
+    if augment_shifts and name not in IMAGE_SHAPES:
+        raise ValueError(f"augment_shifts={augment_shifts} shifts images: dataset {name!r} is not one of the image "
+                         f"sets {sorted(IMAGE_SHAPES)}")
+    X_train, y_train, X_test, y_test = loader(**args)
+    if augment_shifts:
+        X_train, y_train = shift_augment(X_train, y_train, IMAGE_SHAPES[name], augment_shifts)
+    return X_train, y_train, X_test, y_test

@@ -206,7 +206,7 @@ def _fill(table: Dict[str, Any], fields: Mapping[str, Field], where: str) -> Dic
 
 #: ``[data]``: the keyword arguments of :func:`nnbcd.data.load_dataset` (which checks their values).
 DATA_FIELDS: Dict[str, Field] = {"name": Field("digits"), "path": Field(), "test_size": Field(), "seed": Field(),
-                                 "dtype": Field(), "fraction": Field()}
+                                 "dtype": Field(), "fraction": Field(), "augment_shifts": Field()}
 
 
 @dataclass(frozen=True)
