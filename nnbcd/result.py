@@ -206,6 +206,9 @@ class SolveResult(dict):
         """
         payload = {k: self[k] for k in ("success", "status", "message", "nit", "fun", "time", "constant_from")
                    if k in self}
+        # NaN is not JSON: an objective never computed (no sweep ran) is null, as in the history
+        if isinstance(payload.get("fun"), float) and math.isnan(payload["fun"]):
+            payload["fun"] = None
         payload["history"] = self["history"].to_dict()
         if self.get("compression"):
             payload["compression"] = {str(k): v for k, v in self["compression"].items()}

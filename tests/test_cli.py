@@ -162,7 +162,7 @@ def test_override_that_starts_as_toml_but_is_malformed_is_an_error(tmp_path, cap
     assert msg.startswith("nnbcd: error: --set") and "not valid TOML" in msg and "Traceback" not in msg
     assert not (tmp_path / "out").exists()
     # bare words (and well-formed TOML) are unchanged
-    cfg = load_preset(p, ["data.name=mnist5k", "model.gamma=[1, 2]", "model.alpha={type='constant'}",
+    cfg = load_preset(p, ["data.name= mnist5k ", "model.gamma=[1, 2]", "model.alpha={type='constant'}",
                           "model.backend='numba'"])
     assert cfg["data"] == {"name": "mnist5k"}
     assert cfg["model"]["gamma"] == [1, 2] and cfg["model"]["alpha"] == {"type": "constant"}
@@ -437,8 +437,11 @@ def test_max_iter_zero_runs_no_sweep_and_writes_a_valid_result(tmp_path):
     assert s["sufficient_decrease"] is None and s["rate_slope"] is None
     assert all("ended at sweep 0" in why for why in s["not_checked"].values())
     assert 0 <= s["train_acc"] <= 1 and s["sweep_seconds"] == 0
-    res = json.loads((tmp_path / "result.json").read_text())
-    assert res["nit"] == 0 and res["history"]["objective"] == [] and res["history"]["step_sq"] == []
+    assert s["objective"] is None
+    # strict JSON: NaN is not JSON, the objective never computed is null
+    res = json.loads((tmp_path / "result.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    assert res["nit"] == 0 and res["fun"] is None
+    assert res["history"]["objective"] == [] and res["history"]["step_sq"] == []
     assert (tmp_path / "convergence.png").stat().st_size > 1000
 
 

@@ -311,6 +311,9 @@ def test_shift_augment_moves_each_pixel_by_one():
 @pytest.mark.parametrize("kwargs, words", [
     (dict(directions=3), "directions must be one of"),
     (dict(directions=True), "directions must be one of"),
+    (dict(directions=4.0), "directions must be one of"),
+    (dict(directions="4"), "directions must be one of"),
+    (dict(directions=np.array([4])), "directions must be one of"),
     (dict(image_shape=(4, 4)), r"X must have shape \(n, 16\)"),
     (dict(image_shape=(2, 2, 2, 5)), "image_shape must be"),
     (dict(image_shape=(0, 40)), r"image_shape\[0\]"),
@@ -340,5 +343,7 @@ def test_load_dataset_augments_the_training_split_only():
     np.testing.assert_array_equal(down[:, 1:], plain[0].reshape(n, 8, 8)[:, :-1])
     with pytest.raises(ValueError, match="breast_cancer.*not one of the image sets"):
         load_dataset("breast_cancer", augment_shifts=4)
-    with pytest.raises(ValueError, match="augment_shifts must be one of"):
-        load_dataset("digits", augment_shifts=2)
+    for bad in (2, 4.0, None):
+        with pytest.raises(ValueError, match="augment_shifts must be one of"):
+            load_dataset("digits", augment_shifts=bad)
+    assert load_dataset("digits", augment_shifts=np.int64(8))[0].shape == (9 * n, 64)

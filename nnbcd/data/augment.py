@@ -15,6 +15,19 @@ SHIFTS = ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1), (1, -1), (-1, 1))
 DIRECTIONS = (0, 4, 8)
 
 
+def check_directions(value: Any, name: str) -> int:
+    """``value`` as an int of :data:`DIRECTIONS` (a Python or numpy integer; 4.0, "4", True are refused).
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value not in DIRECTIONS:
+        raise ValueError(f"{name} must be one of the integers {DIRECTIONS}, got {value!r}")
+    return int(value)
+
+
 def shift_augment(X: Any, y: Any, image_shape: Sequence[int], directions: int = 4) -> Tuple[np.ndarray, np.ndarray]:
     r"""The images and their copies moved by one pixel in 4 or 8 directions, the vacated border zero-filled.
 
@@ -49,8 +62,7 @@ def shift_augment(X: Any, y: Any, image_shape: Sequence[int], directions: int = 
     shape = check_int_sequence(image_shape, "image_shape")
     if len(shape) not in (2, 3):
         raise ValueError(f"image_shape must be (H, W) or (C, H, W), got {tuple(image_shape)!r}")
-    if isinstance(directions, bool) or directions not in DIRECTIONS:
-        raise ValueError(f"directions must be one of {DIRECTIONS}, got {directions!r}")
+    directions = check_directions(directions, "directions")
     c, h, w = (1,) + shape if len(shape) == 2 else shape
     if X.ndim != 2 or X.shape[1] != c * h * w:
         raise ValueError(f"X must have shape (n, {c * h * w}) for images of shape {shape}, got {X.shape}")

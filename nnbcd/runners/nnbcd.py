@@ -33,6 +33,7 @@ import copy
 import inspect
 import json
 import logging
+import math
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
@@ -345,7 +346,7 @@ def run(config: Mapping[str, Any], out_dir: "str | Path", *, quiet: bool = False
         "nit": res.nit,
         "train_acc": round(model.score(Xtr, ytr), 4),
         "test_acc": round(model.score(Xte, yte), 4),
-        "objective": float(res.fun),
+        "objective": None if math.isnan(res.fun) else float(res.fun),  # NaN: no sweep ran
         "sweep_seconds": round(res.time, 3),
         "seconds_per_iteration": round(res.time / max(res.nit, 1), 4),
         "constant_from": res.constant_from,

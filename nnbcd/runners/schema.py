@@ -376,7 +376,7 @@ def apply_overrides(cfg: Dict[str, Any], overrides: Optional[Sequence[str]]) -> 
             # one it would fail later with a confusing message, or be accepted where a string is allowed
             if raw.lstrip()[:1] in ("[", "{", '"', "'"):
                 raise ValueError(f"--set {item!r}: {raw.strip()!r} is not valid TOML ({exc})") from None
-            value = raw  # a bare word is a string
+            value = raw.strip()  # a bare word is a string (the spaces around it are not part of it)
         parts = _key_path(item, key)
         node: Any = cfg
         for i, part in enumerate(parts[:-1]):
