@@ -269,6 +269,9 @@ def test_alpha_b_without_bias_warns_and_changes_no_iterate(alpha_b):
         _alpha_fit(0.7, max_iter=1, alpha_b=alpha_b, bias=True)  # with biases it acts: no warning
     for a, b in zip(m.coefs_, plain.coefs_):
         np.testing.assert_array_equal(a, b)
+    # nor does it delay the sweep from which the run's values are constant, or fill a history column
+    assert m.result_.constant_from == plain.result_.constant_from == 1
+    assert "alpha_b" not in m.result_.history
 
 
 def test_alpha_schedule_checkpoint_resume_equals_the_uninterrupted_run(tmp_path):

@@ -491,8 +491,9 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         for i, t in tau.items():
             check_within_run(t, f"tau[{i}]", cfg["max_iter"], allow_zero=True)
         validation, xv, lv = self._validation_data(X_val, y_val, n_features, cfg["be"], cfg["dtype"])
+        # without biases alpha_b acts on nothing (fit warned): its schedule neither delays constant_from nor is recorded
         schedules = Schedules(gamma=cfg["gamma"], rho=cfg["rho"], tau=tau, alpha=cfg["alpha"], alpha_w=cfg["alpha_w"],
-                              alpha_b=cfg["alpha_b"])
+                              alpha_b=cfg["alpha_b"] if cfg["bias"] else None)
         kappa = 1.0 if cfg["loss_scale"] == "sum" else 1.0 / n_samples
         hp = schedules.hyper(Hyper(gamma=0.0, rho=0.0, alpha=0.0, alpha_w=0.0, alpha_b=0.0, kappa=kappa), 1)
         return widths, compress, validation, xv, lv, schedules, hp
