@@ -252,7 +252,7 @@ def _convergence(model: NNBCD) -> Dict[str, Any]:
     check from ``constant_from`` on, :func:`~nnbcd.convergence.sufficient_decrease` is vacuously ``ok``,
     which is not a pass.
     """
-    res, h = model.result_, model.result_.history
+    res = model.result_
     start = res.constant_from
     exact_only = all(spec.exact for spec in model.state_.compress.values())
     out: Dict[str, Any] = {"sufficient_decrease": None} if exact_only else {}
@@ -267,10 +267,10 @@ def _convergence(model: NNBCD) -> Dict[str, Any]:
             alpha = model.alpha  # a number or a schedule (its table): the α of the sweeps checked
             if isinstance(alpha, (Mapping, Schedule)):
                 alpha = as_schedule(dict(alpha) if isinstance(alpha, Mapping) else alpha, "alpha").value(start)
-            # a run stopped before its first sweep completed (max_iter = 0, Ctrl-C) has no steps recorded
-            recorded = not np.isnan(h.get("prox_step_sq", [np.nan])).all()
-            decrease = sufficient_decrease(res, alpha) if recorded else None
-            if decrease is not None and decrease.n_checked:  # with none checked, ok is vacuously True
+            # a run stopped before its first sweep completed (max_iter = 0, Ctrl-C) has its columns, empty or
+            # NaN: nothing is checked, and with none checked ok is vacuously True
+            decrease = sufficient_decrease(res, alpha)
+            if decrease.n_checked:
                 out["sufficient_decrease"] = decrease.ok
             else:
                 why["sufficient_decrease"] = f"no pair of consecutive monitored sweeps {after}"
