@@ -150,3 +150,24 @@ def test_masked_block_refuses_a_global_scope(exact_from):
     with pytest.raises(ValueError, match="scope='global' cannot be combined"):
         check(preset)
     assert Prune(0.9, scope="global").scope == "global" and Prune(0.9, block="masked").scope == "layer"
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_prune_exact_update_over_relaxes_weight_and_bias(rng, with_bias):
+    """Prune(block="masked").exact_update(relaxation=ω) = (W^k, b^k) + ω·(lstsq solution − (W^k, b^k)),
+    on the same support."""
+    from nnbcd import Prune
+
+    U, V, Wk, bk, _ = problem(rng, 7, 11, 9, 0.5)
+    spec = Prune(0.5, block="masked")
+    current = spec.project(Wk)
+    mask = np.asarray(current.support)
+    bias = BiasTerm(bk, V.sum(axis=1), U.sum(axis=1), U.shape[1], ALPHA_B) if with_bias else None
+    out = spec.exact_update(current, U @ V.T, V @ V.T, RHO, ALPHA, bias=bias, relaxation=1.7)
+    W, b = lstsq_oracle(U, V, current.dense, bk, mask, with_bias)
+    np.testing.assert_allclose(out.compressed.dense, current.dense + 1.7 * (W - current.dense), rtol=0, atol=1e-10)
+    assert not out.compressed.dense[~mask].any()
+    if with_bias:
+        np.testing.assert_allclose(out.b, bk + 1.7 * (b - bk), rtol=0, atol=1e-10)
+    with pytest.raises(ValueError, match=r"relaxation must be in \(0, 2\)"):
+        spec.exact_update(current, U @ V.T, V @ V.T, RHO, ALPHA, bias=bias, relaxation=2.5)

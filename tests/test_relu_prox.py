@@ -92,6 +92,39 @@ def test_fused_update_matches_formula(backend, rng):
     assert np.all(fo <= fmin + 1e-9 * (1 + np.abs(fmin)))
 
 
+def _relaxed_oracle(p, u, v, b, rho, alpha, gamma, omega):
+    """The safeguarded over-relaxed U step spelled out in float64 loops: the exact prox from the brute-force
+    minimiser's piece, u_ω = u^k + ω(u* − u^k), kept where φ(u_ω) ≤ φ(u^k) (φ = f above, with the
+    α-prox in its centre), else u*."""
+    a = (rho * (p + (0 if b is None else b[:, None])) + alpha * u) / (rho + alpha)
+    beta = (rho + alpha) / gamma
+    star = np.asarray(relu_prox(v, a, beta), dtype=np.float64)
+    out = np.empty_like(star)
+    for idx in np.ndindex(star.shape):
+        uw = u[idx] + omega * (star[idx] - u[idx])
+        keep = _f(uw, v[idx], a[idx], beta) <= _f(u[idx], v[idx], a[idx], beta)
+        out[idx] = uw if keep else star[idx]
+    return out, a, beta
+
+
+@pytest.mark.parametrize("omega", [0.6, 1.5, 1.9])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_relaxed_update_is_the_safeguarded_sor_step(backend, rng, omega, with_bias):
+    d, n = 7, 60
+    p, u, v = (rng.standard_normal((d, n)) * 2 for _ in range(3))
+    b = rng.standard_normal(d) if with_bias else None
+    rho, alpha, gamma = 0.7, 1.3, 0.4
+    out = backend.to_numpy(backend.relu_prox_update(
+        backend.asarray(p.copy()), backend.asarray(u.copy()), backend.asarray(v),
+        None if b is None else backend.asarray(b), rho, alpha, gamma, omega))
+    want, a, beta = _relaxed_oracle(p, u, v, b, rho, alpha, gamma, omega)
+    np.testing.assert_allclose(out, want, rtol=1e-12, atol=1e-12)
+    # never above the start on any entry (the block's sufficient decrease), and some entries relaxed
+    assert np.all(_f(out, v, a, beta) <= _f(u, v, a, beta) + 1e-12)
+    exact = np.asarray(relu_prox(v, a, beta))
+    assert np.mean(np.isclose(out, u + omega * (exact - u))) > 0.5
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_kernels_keep_dtype(backend, dtype, rng):
     p, u, v = (backend.asarray(rng.standard_normal((3, 4)), dtype) for _ in range(3))
@@ -108,11 +141,16 @@ d, n = 3, 40
 p, u, v = (rng.standard_normal((d, n)) for _ in range(3))
 b = rng.standard_normal(d)
 for bias in (None, b):
-    uk = u.copy()
-    cuda_kernels.relu_prox_update(p, uk, v, bias, 0.7, 1.3, 0.4, np.zeros(1))
-    a = (0.7 * (p + (0 if bias is None else bias[:, None])) + 1.3 * u) / 2.0
-    ref = relu_prox(v, a, 2.0 / 0.4)
-    print(json.dumps(float(np.max(np.abs(uk - ref)))))
+    for omega in (1.0, 1.7):
+        uk = u.copy()
+        cuda_kernels.relu_prox_update(p, uk, v, bias, 0.7, 1.3, 0.4, np.zeros(1), omega)
+        a = (0.7 * (p + (0 if bias is None else bias[:, None])) + 1.3 * u) / 2.0
+        ref = relu_prox(v, a, 2.0 / 0.4)
+        if omega != 1.0:  # the safeguarded relaxed step, as array expressions
+            f = lambda x: 0.5 * (v - np.maximum(x, 0)) ** 2 + 0.5 * (2.0 / 0.4) * (x - a) ** 2
+            uw = u + omega * (ref - u)
+            ref = np.where(f(uw) <= f(u), uw, ref)
+        print(json.dumps(float(np.max(np.abs(uk - ref)))))
 """
 
 
@@ -123,4 +161,4 @@ def test_cuda_kernel_under_simulator():
                          timeout=300)
     assert out.returncode == 0, out.stderr
     errs = [json.loads(line) for line in out.stdout.split()]
-    assert len(errs) == 2 and max(errs) < 1e-12
+    assert len(errs) == 4 and max(errs) < 1e-12

@@ -45,10 +45,11 @@ def to_matrix(cores, d_out, d_in):
     return inter.transpose([2 * t for t in range(m)] + [2 * t + 1 for t in range(m)]).reshape(d_out, d_in)
 
 
-def oracle(cores, U, V, bias=None, steps=None):
+def oracle(cores, U, V, bias=None, steps=None, omega=1.0):
     """The sweep spelled out: LQ gauge right to left (numpy QR); then for the first ``steps`` cores the
     explicit map X ↦ mat(TT) built from unit vectors, a stacked least-squares solve with the prox rows
-    (and the bias unknowns), and a QR moving the gauge right. Returns (W, b) after those steps."""
+    (and the bias unknowns), the over-relaxed step C + ω(X − C), and a QR moving the gauge right.
+    Returns (W, b) after those steps."""
     d_out, n = U.shape
     d_in = V.shape[0]
     cs = [c.copy() for c in cores]
@@ -73,6 +74,7 @@ def oracle(cores, U, V, bias=None, steps=None):
             A[d_out * n + k:, k:] = np.sqrt(ALPHA_B) * np.eye(d_out)
             y[d_out * n + k:] = np.sqrt(ALPHA_B) * bias
         x = np.linalg.lstsq(A, y, rcond=None)[0][:k].reshape(shape)
+        x = cs[t] + omega * (x - cs[t])
         if t < m - 1:
             q, r = np.linalg.qr(x.reshape(-1, shape[-1]))
             x = q.reshape(shape)
@@ -123,6 +125,35 @@ def test_sweep_matches_the_explicit_lstsq_sweep(backend, rng, name, d_out, d_in,
         assert solves[0] == "kronecker"
     if name in ("straddling", "matrix"):
         assert set(solves) == {"cg"}
+
+
+@pytest.mark.parametrize("omega", [0.5, 1.6])
+@pytest.mark.parametrize("name, d_out, d_in, modes, ranks", LAYOUTS, ids=[c[0] for c in LAYOUTS])
+def test_relaxed_sweep_matches_the_explicit_relaxed_lstsq_sweep(rng, name, d_out, d_in, modes, ranks, omega):
+    cores = random_cores(rng, modes, ranks, name == "matrix")
+    U, V, bk = data(rng, d_out, d_in)
+    res = sweep(cores, U, V, bk, cg_tol=1e-14, relaxation=omega)
+    W, b = oracle(cores, U, V, bk, omega=omega)
+    scale = np.abs(W).max()
+    np.testing.assert_allclose(to_matrix(res.cores, d_out, d_in), W, rtol=0, atol=1e-10 * scale)
+    np.testing.assert_allclose(res.b, b, rtol=0, atol=1e-10 * max(1.0, np.abs(b).max()))
+    exact = sweep(cores, U, V, bk, cg_tol=1e-14)
+    # the first core starts from the same centre either way: its step is ω times the exact one
+    assert res.info["step_sq"][0] == pytest.approx(omega ** 2 * exact.info["step_sq"][0], rel=1e-8)
+
+
+@pytest.mark.parametrize("omega", [0.5, 1.0, 1.5, 1.9])
+@pytest.mark.parametrize("name, d_out, d_in, modes, ranks", LAYOUTS, ids=[c[0] for c in LAYOUTS])
+def test_relaxed_sweep_decreases_the_objective_by_alpha_over_omega_steps(rng, name, d_out, d_in, modes, ranks,
+                                                                        omega):
+    """Each relaxed core step lowers ρ/2‖U − WV‖² by at least α/ω‖W^(t+1) − W^(t)‖² (the gauge makes
+    the core map an isometry), so over the sweep by α/ω times the summed steps."""
+    cores = random_cores(rng, modes, ranks, name == "matrix")
+    U, V, _ = data(rng, d_out, d_in, n=15)
+    before = objective(U, V, to_matrix(cores, d_out, d_in))
+    res = sweep(cores, U, V, cg_tol=1e-14, relaxation=omega)
+    after = objective(U, V, to_matrix(res.cores, d_out, d_in))
+    assert after + ALPHA / omega * sum(res.info["step_sq"]) <= before * (1 + 1e-12)
 
 
 def test_cores_are_left_orthonormal(rng):
@@ -241,5 +272,10 @@ def test_argument_errors(rng):
         tt_core_sweep(cores, R, G, RHO, math.inf)
     with pytest.raises(ValueError, match="max_direct must be an integer"):
         tt_core_sweep(cores, R, G, RHO, ALPHA, max_direct=0)
+    for bad in (0.0, 2.0, -1.0, math.nan):
+        with pytest.raises(ValueError, match=r"relaxation must be in \(0, 2\)"):
+            tt_core_sweep(cores, R, G, RHO, ALPHA, relaxation=bad)
+    with pytest.raises(TypeError, match="relaxation must be a real number"):
+        tt_core_sweep(cores, R, G, RHO, ALPHA, relaxation="1.5")
     with pytest.raises(ValueError, match="rank larger than its unfolding"):
         tt_core_sweep([np.ones((1, 2, 5))] + [np.ones((5, 36, 1))], R, G, RHO, ALPHA)

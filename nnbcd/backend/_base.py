@@ -15,7 +15,7 @@ from typing import Any, Iterator, Optional, Sequence, Tuple
 import numpy as np
 
 from .._validation import NonFiniteError, check_ndim, float_dtype
-from .relu_prox_kernel import relu_prox_vectorized
+from .relu_prox_kernel import relu_prox_relaxed_vectorized, relu_prox_vectorized
 
 
 class BackendUnavailableError(ImportError):
@@ -353,12 +353,15 @@ class Backend(ABC):
         return self.xp.maximum(x, 0, out=out)
 
     def relu_prox_update(
-        self, p: Any, u: Any, v: Any, b: Optional[Any], rho: float, alpha: float, gamma: float
+        self, p: Any, u: Any, v: Any, b: Optional[Any], rho: float, alpha: float, gamma: float,
+        relaxation: float = 1.0,
     ) -> Any:
         r"""Exact U-block update, in place on ``u`` (d, N).
 
         With :math:`a = (\rho(P + b1^T) + \alpha U^k)/(\rho+\alpha)` and :math:`\beta=(\rho+\alpha)/\gamma`,
-        every entry becomes the ReLU prox of :func:`~nnbcd.backend.relu_prox_kernel.relu_prox_scalar`.
+        every entry becomes the ReLU prox of :func:`~nnbcd.backend.relu_prox_kernel.relu_prox_scalar`
+        (``relaxation`` = ω ≠ 1: the safeguarded over-relaxed step of
+        :func:`~nnbcd.backend.relu_prox_kernel.relu_prox_relaxed_scalar` from :math:`U^k`).
         ``p`` (d, N) is :math:`W_i V_{i-1}` and may be overwritten; ``v`` (d, N) is the new :math:`V_i`;
         ``b`` (d,) is the bias or ``None``; all of one float dtype.
 
@@ -368,7 +371,7 @@ class Backend(ABC):
             As :func:`check_kernel_operands` (shapes, dtypes, a read-only ``u``), before any entry is read.
         """
         check_kernel_operands((("u", u), ("p", p), ("v", v)), bias=("b", b), out="u")
-        return self._relu_prox_update(p, u, v, b, rho, alpha, gamma)
+        return self._relu_prox_update(p, u, v, b, rho, alpha, gamma, relaxation)
 
     #: entries per row block of the array-expression kernels below, whose temporaries (several per
     #: expression) are then that small instead of d×N each; ``None``: whole arrays (a GPU wants few large
@@ -380,13 +383,17 @@ class Backend(ABC):
         return (slice(lo, lo + rows) for lo in range(0, shape[0], rows))
 
     def _relu_prox_update(self, p: Any, u: Any, v: Any, b: Optional[Any], rho: float, alpha: float,
-                          gamma: float) -> Any:
+                          gamma: float, relaxation: float = 1.0) -> Any:
+        beta = (rho + alpha) / gamma
         for rows in self._row_blocks(u.shape):
             pr = p[rows]
             if b is not None:
                 pr += b[rows, None]
             a = (rho * pr + alpha * u[rows]) / (rho + alpha)
-            u[rows] = relu_prox_vectorized(v[rows], a, (rho + alpha) / gamma, self.xp)
+            if relaxation == 1.0:
+                u[rows] = relu_prox_vectorized(v[rows], a, beta, self.xp)
+            else:
+                u[rows] = relu_prox_relaxed_vectorized(v[rows], a, u[rows], relaxation, beta, self.xp)
         return u
 
     def add_scaled_relu(self, y: Any, x: Any, c: float) -> Any:
@@ -441,6 +448,21 @@ class Backend(ABC):
                 d -= b[rows, None]
             total += float((d * d).sum())
         return total
+
+    def over_relax(self, new: Any, old: Any, omega: float) -> Any:
+        r""":math:`X \leftarrow X^k + \omega(X - X^k)` in place on ``new`` (:math:`X`), ``old`` (:math:`X^k`)
+        of its shape; returns ``new``. ω = 1 leaves ``new`` as it is.
+
+        The over-relaxed step of successive over-relaxation (Young 1950): for a convex quadratic q
+        minimised exactly (or by conjugate gradients from :math:`X^k`) at :math:`X`,
+        :math:`q(X^k + \omega D) = q(X^k) - \omega(1 - \omega/2)\,D^THD` with :math:`D = X - X^k`, a
+        decrease for every ω ∈ (0, 2).
+        """
+        if omega != 1.0:
+            new -= old
+            new *= omega
+            new += old
+        return new
 
     def sq_dist(self, x: Any, y: Any) -> float:
         r""":math:`\|X - Y\|_F^2` for ``x``, ``y`` of one shape (no broadcasting: a mismatch is an error).

@@ -11,24 +11,27 @@ from typing import Any, Optional
 from numba import cuda
 
 from ._base import check_kernel_operands
-from .relu_prox_kernel import relu_prox_constants, relu_prox_scalar
+from .relu_prox_kernel import relu_prox_constants, relu_prox_relaxed_scalar, relu_prox_scalar
 
 _prox = cuda.jit(device=True)(relu_prox_scalar)
+_relaxed_prox = cuda.jit(device=True)(relu_prox_relaxed_scalar)
 
 _THREADS = 256
 
 
 @cuda.jit
-def _relu_prox_update_kernel(p, u, v, b, has_b, rho, alpha, inv, cp, cq, ck):  # pragma: no cover
+def _relu_prox_update_kernel(p, u, v, b, has_b, rho, alpha, inv, cp, cq, ck, relax, omega):  # pragma: no cover
     i, j = cuda.grid(2)
     if i < u.shape[0] and j < u.shape[1]:
         bi = b[i] if has_b else b[0] * 0
         a = (rho * (p[i, j] + bi) + alpha * u[i, j]) * inv
-        u[i, j] = _prox(v[i, j], a, cp, cq, ck)
+        star = _prox(v[i, j], a, cp, cq, ck)
+        u[i, j] = _relaxed_prox(v[i, j], a, u[i, j], star, omega, cp, cq) if relax else star
 
 
 def relu_prox_update(
-    p: Any, u: Any, v: Any, b: Optional[Any], rho: float, alpha: float, gamma: float, zeros1: Any
+    p: Any, u: Any, v: Any, b: Optional[Any], rho: float, alpha: float, gamma: float, zeros1: Any,
+    relaxation: float = 1.0,
 ) -> Any:
     """Launch the fused U-block kernel in place on ``u`` (see ``Backend.relu_prox_update``); ``zeros1`` is a
     length-1 zero array of ``u``'s dtype standing in for a missing bias.
@@ -47,6 +50,7 @@ def relu_prox_update(
     t = u.dtype.type
     consts = relu_prox_constants((rho + alpha) / gamma)
     _relu_prox_update_kernel[grid, block](
-        p, u, v, b if has_b else zeros1, has_b, t(rho), t(alpha), t(1.0 / (rho + alpha)), *map(t, consts)
+        p, u, v, b if has_b else zeros1, has_b, t(rho), t(alpha), t(1.0 / (rho + alpha)), *map(t, consts),
+        relaxation != 1.0, t(relaxation)
     )
     return u

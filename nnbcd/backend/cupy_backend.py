@@ -83,20 +83,22 @@ class CupyBackend(Backend):
         return w[::-1][:k], v[:, ::-1][:, :k]
 
     def _relu_prox_update(
-        self, p: Any, u: Any, v: Any, b: Optional[Any], rho: float, alpha: float, gamma: float
+        self, p: Any, u: Any, v: Any, b: Optional[Any], rho: float, alpha: float, gamma: float,
+        relaxation: float = 1.0,
     ) -> Any:
         global _KERNEL_FAILURE
         if _KERNEL_FAILURE is None:
             try:
                 from . import cuda_kernels
 
-                return cuda_kernels.relu_prox_update(p, u, v, b, rho, alpha, gamma, cupy.zeros(1, dtype=u.dtype))
+                return cuda_kernels.relu_prox_update(p, u, v, b, rho, alpha, gamma, cupy.zeros(1, dtype=u.dtype),
+                                                     relaxation)
             except Exception as exc:  # numba-cuda absent, or unable to compile on this CUDA/numpy stack
                 _KERNEL_FAILURE = f"{type(exc).__name__}: {exc}"
                 warnings.warn(f"nnbcd cupy backend: the numba-cuda ReLU-prox kernel is unusable "
                               f"({_KERNEL_FAILURE}); using CuPy array expressions of the same formula "
                               "(correct, with more memory traffic)", RuntimeWarning, stacklevel=2)
-        return super()._relu_prox_update(p, u, v, b, rho, alpha, gamma)
+        return super()._relu_prox_update(p, u, v, b, rho, alpha, gamma, relaxation)
 
 
 # why the fused kernel was given up on in this process (None: not tried or working)

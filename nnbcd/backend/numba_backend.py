@@ -14,7 +14,7 @@ import numpy as np
 
 from ._base import BackendUnavailableError
 from .numpy_backend import NumpyBackend
-from .relu_prox_kernel import relu_prox_constants, relu_prox_scalar
+from .relu_prox_kernel import relu_prox_constants, relu_prox_relaxed_scalar, relu_prox_scalar
 
 try:
     from numba import njit, prange
@@ -22,15 +22,17 @@ except ImportError as exc:  # pragma: no cover - numba is a hard dependency, kep
     raise BackendUnavailableError("backend='numba' needs numba: pip install numba") from exc
 
 _prox = njit(inline="always", cache=False)(relu_prox_scalar)
+_relaxed_prox = njit(inline="always", cache=False)(relu_prox_relaxed_scalar)
 
 
-def _relu_prox_update(p, u, v, b, has_b, rho, alpha, inv, cp, cq, ck):  # pragma: no cover
+def _relu_prox_update(p, u, v, b, has_b, rho, alpha, inv, cp, cq, ck, relax, omega):  # pragma: no cover
     n_rows, n_cols = u.shape
     for i in prange(n_rows):
         bi = b[i] if has_b else b[0] * 0
         for j in range(n_cols):
             a = (rho * (p[i, j] + bi) + alpha * u[i, j]) * inv
-            u[i, j] = _prox(v[i, j], a, cp, cq, ck)
+            star = _prox(v[i, j], a, cp, cq, ck)
+            u[i, j] = _relaxed_prox(v[i, j], a, u[i, j], star, omega, cp, cq) if relax else star
 
 
 def _relu_gap_sq(v, u):  # pragma: no cover - compiled
@@ -108,14 +110,16 @@ class NumbaBackend(NumpyBackend):
 
     # the public kernels (Backend) check their operands, then call these compiled implementations
     def _relu_prox_update(
-        self, p: Any, u: Any, v: Any, b: Optional[Any], rho: float, alpha: float, gamma: float
+        self, p: Any, u: Any, v: Any, b: Optional[Any], rho: float, alpha: float, gamma: float,
+        relaxation: float = 1.0,
     ) -> Any:
         has_b = b is not None
         bb = b if has_b else np.zeros(1, dtype=u.dtype)
         t = u.dtype.type  # scalars in the arrays' precision: float32 kernels never widen
         consts = relu_prox_constants((rho + alpha) / gamma)
         kernel = self._kernel("_relu_prox_update", u.size)
-        kernel(p, u, v, bb, has_b, t(rho), t(alpha), t(1.0 / (rho + alpha)), *map(t, consts))
+        kernel(p, u, v, bb, has_b, t(rho), t(alpha), t(1.0 / (rho + alpha)), *map(t, consts), relaxation != 1.0,
+               t(relaxation))
         return u
 
     def _relu(self, x: Any, out: Optional[Any]) -> Any:

@@ -37,6 +37,14 @@ every intermediate bounded: with :math:`p = 1/(1+\beta)`, :math:`q = \beta/(1+\b
 The constants are computed once per call in float64 and cast to the arrays' precision, where they stay
 in [−1/2, 1]: any finite β > 0 is safe in float32 too.
 
+**Over-relaxed, safeguarded** (NN-BCD's ``relaxation`` = ω ≠ 1, beyond the paper): the step from the
+block's previous value :math:`u^k` becomes :math:`u_\omega = u^k + \omega(u^* - u^k)` where that does not
+raise the entry's sub-problem, :math:`\phi(u_\omega) \le \phi(u^k)` with
+:math:`\phi(u) = \tfrac12(v - \max(u,0))^2 + \tfrac\beta2(u-a)^2` (which holds the α-prox, so the
+block keeps the exact step's sufficient decrease), and :math:`u^*` otherwise. φ is not convex (its two
+pieces meet at a kink), so unlike the quadratic blocks the relaxed step is tested entry by entry;
+compared as :math:`2\phi/(1+\beta) = p(v - \max(u,0))^2 + q(u-a)^2`, whose weights stay in [0, 1].
+
 The formula lives in the backend layer because the backends compile it: :func:`relu_prox_scalar` is the
 single source, which the numba CPU kernel inlines into a parallel loop and the CUDA kernel compiles as a
 device function; :func:`relu_prox_vectorized` is the same table read as array expressions (numpy, CuPy),
@@ -95,6 +103,34 @@ def relu_prox_scalar(v, a, p, q, k):  # type: ignore[no-untyped-def]
     return a
 
 
+def relu_prox_relaxed_scalar(v, a, uk, star, omega, p, q):  # type: ignore[no-untyped-def]
+    r"""The safeguarded over-relaxed ReLU prox step (the module's over-relaxation paragraph):
+    :math:`u^k + \omega(u^* - u^k)` if it does not raise :math:`\phi` above :math:`\phi(u^k)`, else :math:`u^*`.
+
+    Parameters
+    ----------
+    v, a, p, q : float
+        As :func:`relu_prox_scalar`.
+    uk : float
+        The entry's previous value :math:`u^k` (the start of the step).
+    star : float
+        :math:`u^*`, :func:`relu_prox_scalar`'s value (passed in, so that the compiled kernels inline both).
+    omega : float
+        ω, in the same precision.
+
+    Returns
+    -------
+    float
+    """
+    u = uk + omega * (star - uk)
+    zero = 0 * v
+    du = v - max(u, zero)
+    dk = v - max(uk, zero)
+    if p * du * du + q * (u - a) * (u - a) <= p * dk * dk + q * (uk - a) * (uk - a):
+        return u
+    return star
+
+
 def relu_prox_vectorized(v: Any, a: Any, beta: float, xp: Any) -> Any:
     r"""The table of :func:`relu_prox_scalar` as array expressions of ``xp`` (allocates temporaries).
 
@@ -116,3 +152,15 @@ def relu_prox_vectorized(v: Any, a: Any, beta: float, xp: Any) -> Any:
     u_plus = p * v + q * a
     take_plus = (a >= 0) | (k * v <= q * a)
     return xp.where(u_plus < 0, xp.minimum(a, 0), xp.where(take_plus, u_plus, a))
+
+
+def relu_prox_relaxed_vectorized(v: Any, a: Any, uk: Any, omega: float, beta: float, xp: Any) -> Any:
+    r""":func:`relu_prox_relaxed_scalar` as array expressions of ``xp`` (``uk`` the previous values)."""
+    p, q, _ = (a.dtype.type(x) for x in relu_prox_constants(beta))
+    star = relu_prox_vectorized(v, a, beta, xp)
+    u = uk + a.dtype.type(omega) * (star - uk)
+
+    def phi(x: Any) -> Any:
+        d = v - xp.maximum(x, 0)
+        return p * d * d + q * (x - a) * (x - a)
+    return xp.where(phi(u) <= phi(uk), u, star)

@@ -20,6 +20,21 @@ solve that reads U and V themselves.
 
 SPD systems are solved by Cholesky and triangular solves, never explicit inverses; which side of a
 push-through identity is solved is chosen by FLOP count (spec §4).
+
+**Over-relaxation** (``hp.relaxation`` = ω, beyond the paper; ω = 1 is the paper's algorithm). The blocks
+whose sub-problem is a convex quadratic — ``V_out``, ``U_out``, ``V``, ``W`` and the exact blocks on the
+compressed form (each TT core, a pruned layer's rows) — take the over-relaxed step
+:math:`X^{k+1} = X^k + \omega(X^* - X^k)` from their exact minimiser :math:`X^*`
+(:meth:`~nnbcd.backend.Backend.over_relax`; successive over-relaxation, Young 1950). For a quadratic
+q with Hessian H the step lowers q by :math:`\omega(1-\omega/2)D^THD`, :math:`D = X^* - X^k`, so for
+ω ∈ (0, 2) Φ still decreases in every such block; for a block with the α-prox (H ⪰ αI), Φ falls by at
+least :math:`\tfrac\alpha\omega\|X^{k+1} - X^k\|^2 \ge \tfrac\alpha2\|X^{k+1} - X^k\|^2`, the
+sufficient decrease the convergence analysis uses. The hidden U-blocks (the ReLU prox, not convex) take
+the relaxed step entry by entry only where it does not raise that entry's sub-problem, and the exact
+minimiser elsewhere (:func:`~nnbcd.backend.relu_prox_kernel.relu_prox_relaxed_scalar`), which keeps their
+sufficient decrease. Why: the layers' auxiliary variables relax towards each other as a chain of coupled
+least-squares blocks, which Gauss–Seidel sweeps do slowly and over-relaxation speeds up, as for
+linear systems (docs/compression.md has the measurements).
 """
 from __future__ import annotations
 
@@ -133,6 +148,7 @@ def update_output_v(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Workspace,
     r""":math:`V_L \leftarrow (Y + \gamma U_L + \alpha V_L^k)/(1+\gamma+\alpha)` (elementwise)."""
     v = st.V[i]
     new = (st.Y + hp.gamma * st.U[i] + hp.alpha * v) / (1.0 + hp.gamma + hp.alpha)
+    be.over_relax(new, v, hp.relaxation)
     step = be.sq_dist(new, v) if track else 0.0
     v[...] = new
     return step
@@ -145,6 +161,7 @@ def update_output_u(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Workspace,
     if st.b[i] is not None:
         p += st.bias_rows(i, be)[:, None]
     new = (hp.gamma * st.V[i] + hp.rho * p) / (hp.gamma + hp.rho)
+    be.over_relax(new, st.U[i], hp.relaxation)
     step = be.sq_dist(new, st.U[i]) if track else 0.0
     st.U[i][...] = new
     return step
@@ -152,14 +169,15 @@ def update_output_u(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Workspace,
 
 @_block_update
 def update_hidden_u(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Workspace, track: bool) -> float:
-    r"""Exact ReLU prox for :math:`U_i` (spec §3.2 step 5), fused in one elementwise kernel.
+    r"""Exact ReLU prox for :math:`U_i` (spec §3.2 step 5), fused in one elementwise kernel (with
+    ``hp.relaxation`` ≠ 1, the safeguarded over-relaxed step of the module docstring).
 
     :math:`a = (\rho(W_i^k V_{i-1} + b_i 1^T) + \alpha U_i^k)/(\rho+\alpha)`,
     :math:`\beta = (\rho+\alpha)/\gamma`, :math:`u^* = \arg\min_u \frac12(v-\sigma(u))^2 + \frac\beta2(u-a)^2`.
     """
     p = st.linear(i, be, out=ws.prod[i])
     old = st.U[i].copy() if track else None
-    be.relu_prox_update(p, st.U[i], st.V[i], st.bias_rows(i, be), hp.rho, hp.alpha, hp.gamma)
+    be.relu_prox_update(p, st.U[i], st.V[i], st.bias_rows(i, be), hp.rho, hp.alpha, hp.gamma, hp.relaxation)
     return be.sq_dist(st.U[i], old) if track else 0.0
 
 
@@ -205,6 +223,7 @@ def update_hidden_v(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Workspace,
             resid -= b[:, None]
         be.matmul(m, resid, out=r, beta=1.0)
         st.V[i], ws.spare[i], old = r, st.V[i], st.V[i]
+    be.over_relax(st.V[i], old, hp.relaxation)
     return be.sq_dist(st.V[i], old) if track else 0.0
 
 
@@ -367,6 +386,9 @@ def update_weight(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Workspace, t
         sol = _weight_woodbury(be.xp, be, u, v, target, b_old, c, rho, hp.alpha_b)
         w_new = be.xp.ascontiguousarray(sol[:, :d_in])
         b_new = be.xp.ascontiguousarray(sol[:, d_in]) if b_old is not None else None
+    be.over_relax(w_new, w_old, hp.relaxation)
+    if b_new is not None:
+        be.over_relax(b_new, b_old, hp.relaxation)
     return _store_weight(st, i, w_new, b_new, be, track)
 
 
@@ -411,7 +433,8 @@ def update_weight_exact(st: BCDState, i: int, hp: Hyper, be: Backend, ws: Worksp
                                                hp.alpha_b, be)
         current = resolved.project(w_dense, backend=be)
     bias = None if b_centre is None else BiasTerm(b=b_centre, s=stats.s, u=stats.u, n=stats.n, alpha_b=hp.alpha_b)
-    out = resolved.exact_update(current, stats.R, stats.G, rho, hp.alpha_w, bias=bias, backend=be)
+    out = resolved.exact_update(current, stats.R, stats.G, rho, hp.alpha_w, bias=bias, relaxation=hp.relaxation,
+                                backend=be)
     st.Wt[i] = out.compressed
     if reselect or not track:
         return _store_weight(st, i, out.compressed.dense, out.b, be, track)

@@ -41,6 +41,9 @@ class Hyper:
     kappa : float
         :math:`\kappa`: 1 for ``loss_scale="sum"``, :math:`1/N` for ``"mean"``; in every W/b update
         :math:`\rho` is replaced by :attr:`rho_w` :math:`=\kappa\rho` (spec §2).
+    relaxation : float
+        Over-relaxation factor ω ∈ (0, 2) of the blocks whose sub-problem is a convex quadratic
+        (see :mod:`nnbcd.bcd.blocks`); 1: the exact minimisers (the paper).
     """
 
     gamma: float
@@ -49,6 +52,7 @@ class Hyper:
     alpha_w: float
     alpha_b: float
     kappa: float
+    relaxation: float = 1.0
 
     @property
     def rho_w(self) -> float:

@@ -194,7 +194,8 @@ class Compression(ABC):
         return {}
 
     def exact_update(self, current: Compressed, R: Any, G: Any, rho: float, alpha: float, *,
-                     bias: Any = None, backend: "str | Backend | None" = None) -> ExactStep:
+                     bias: Any = None, relaxation: float = 1.0,
+                     backend: "str | Backend | None" = None) -> ExactStep:
         r"""The exact W-block on the compressed form (only for specs with an exact ``block``).
 
         Minimises :math:`\tfrac\rho2(\mathrm{tr}(WGW^T) - 2\langle W, R\rangle) + \tfrac\alpha2\|W-W^k\|^2`
@@ -213,6 +214,11 @@ class Compression(ABC):
             Coupling (already :math:`\kappa\rho`) and prox weights, > 0.
         bias : BiasTerm, optional
             The layer's bias statistics (:class:`nnbcd.compress.masked.BiasTerm`).
+        relaxation : float
+            Over-relaxation factor ω ∈ (0, 2): each exact sub-block step (a TT core, the pruned weight
+            with its bias) becomes :math:`X^k + \omega(X^* - X^k)`
+            (:meth:`~nnbcd.backend.Backend.over_relax`), which still lowers the objective by at least
+            :math:`\tfrac\alpha\omega\|X^{k+1} - X^k\|^2`. 1: the exact minimiser.
         backend : {"numpy", "numba", "cupy"} or Backend, optional
             Default: the backend of ``R``.
 
@@ -224,6 +230,8 @@ class Compression(ABC):
         ------
         NotImplementedError
             For a spec whose block is ``"projection"``.
+        ValueError
+            ``relaxation`` not in (0, 2).
         """
         raise NotImplementedError(f"{type(self).__name__} with block={self.block!r} has no exact W-block")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numbers
 from typing import Any, Dict, Optional, Sequence
 
+from .._validation import check_real
 from ..backend import Backend, infer_backend
 from ..ops.prune import hard_threshold, n_keep, topk_mask
 from ..schedules import Schedule, as_schedule
@@ -150,13 +151,20 @@ class Prune(Compression):
                           info={"sparsity": 1.0 - nnz / s.size, "n_stored": 2 * nnz + s.shape[0] + 1})
 
     def exact_update(self, current: Compressed, R: Any, G: Any, rho: float, alpha: float, *,
-                     bias: Optional[BiasTerm] = None, backend: "str | Backend | None" = None) -> ExactStep:
-        """The exact W-block on ``current.support`` (:func:`~nnbcd.compress.masked.masked_weight_update`);
-        parameters and returns as :meth:`Compression.exact_update`."""
+                     bias: Optional[BiasTerm] = None, relaxation: float = 1.0,
+                     backend: "str | Backend | None" = None) -> ExactStep:
+        """The exact W-block on ``current.support`` (:func:`~nnbcd.compress.masked.masked_weight_update`),
+        over-relaxed jointly with the bias (the support is kept); parameters and returns as
+        :meth:`Compression.exact_update`."""
         if not self.exact:
-            return super().exact_update(current, R, G, rho, alpha, bias=bias, backend=backend)
+            return super().exact_update(current, R, G, rho, alpha, bias=bias, relaxation=relaxation,
+                                        backend=backend)
+        relaxation = check_real(relaxation, "relaxation", 0.0, 2.0, low_open=True, high_open=True)
         be = infer_backend(R, G, backend=backend)
         new = masked_weight_update(R, G, current.dense, current.support, rho, alpha, bias=bias, backend=be)
+        be.over_relax(new.W, current.dense, relaxation)
+        if new.b is not None:
+            be.over_relax(new.b, bias.b, relaxation)
         return ExactStep(self._compressed(new.W, current.support, be), new.b, be.sq_dist(new.W, current.dense))
 
     def export(self, compressed: Compressed) -> Any:

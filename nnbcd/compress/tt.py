@@ -253,13 +253,15 @@ class TT(Compression):
         return self._compress(W, backend, self.rank if self.rank_initial is None else self.rank_initial)
 
     def exact_update(self, current: Compressed, R: Any, G: Any, rho: float, alpha: float, *,
-                     bias: Optional[BiasTerm] = None, backend: "str | Backend | None" = None) -> ExactStep:
+                     bias: Optional[BiasTerm] = None, relaxation: float = 1.0,
+                     backend: "str | Backend | None" = None) -> ExactStep:
         """One sweep of exact prox core updates (:func:`~nnbcd.compress.tt_cores.tt_core_sweep`); parameters
         and returns as :meth:`Compression.exact_update` (``step_sq`` sums the core steps)."""
         if not self.exact:
-            return super().exact_update(current, R, G, rho, alpha, bias=bias, backend=backend)
+            return super().exact_update(current, R, G, rho, alpha, bias=bias, relaxation=relaxation,
+                                        backend=backend)
         be = infer_backend(R, G, backend=backend)
-        out = tt_core_sweep(current.factors, R, G, rho, alpha, bias=bias, backend=be)
+        out = tt_core_sweep(current.factors, R, G, rho, alpha, bias=bias, relaxation=relaxation, backend=be)
         cores = [c.reshape(c.shape[0], -1, c.shape[-1]) for c in out.cores]
         new = self._compressed(cores, tuple(R.shape), be)
         new.info["core_solves"] = out.info["solve"]

@@ -66,7 +66,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tu
 
 import numpy as np
 
-from .._validation import check_int
+from .._validation import check_int, check_real
 from ..backend import Backend, infer_backend
 from ..ops.tt import matrix_to_tt_tensor, tt_tensor_to_matrix, tt_to_tensor
 from .masked import BiasTerm, _check_block
@@ -401,7 +401,7 @@ def _default_tol(dtype: Any) -> float:
 def tt_core_sweep(cores: Sequence[Any], R: Any, G: Any, rho: float, alpha: float, *,
                   bias: Optional[BiasTerm] = None, max_direct: Optional[int] = None,
                   cg_tol: Optional[float] = None, cg_maxiter: int = 1000, refine: bool = True,
-                  backend: "str | Backend | None" = None) -> CoreSweep:
+                  relaxation: float = 1.0, backend: "str | Backend | None" = None) -> CoreSweep:
     r"""One left-to-right sweep of exact prox least-squares updates of every TT core of W.
 
     Core t (in the mixed canonical gauge centred at t, see the module docstring) becomes
@@ -439,6 +439,13 @@ def tt_core_sweep(cores: Sequence[Any], R: Any, G: Any, rho: float, alpha: float
     refine : bool
         In float64, solve by float32 CG corrections refined in float64 (:func:`_refined_pcg`: the same
         ``cg_tol``, about half the cost); ``False``: float64 CG throughout.
+    relaxation : float
+        Over-relaxation factor ω ∈ (0, 2): core t becomes :math:`C_t + \omega(X^* - C_t)` (in the gauge
+        above), :math:`X^*` the minimiser (or the CG iterate, which minimises the local quadratic on its
+        Krylov space, so the line through :math:`C_t` and :math:`X^*` has its minimum at :math:`X^*`
+        too). The local quadratic then falls by :math:`\omega(1-\omega/2)D^THD`, :math:`D = X^*-C_t`,
+        and the objective by at least :math:`\tfrac\alpha\omega\|W^{(t+1)} - W^{(t)}\|^2`. 1: the
+        exact ALS sweep.
     backend : {"numpy", "numba", "cupy"} or Backend, optional
         Default: the backend of the inputs (:func:`nnbcd.backend.infer_backend`).
 
@@ -458,7 +465,8 @@ def tt_core_sweep(cores: Sequence[Any], R: Any, G: Any, rho: float, alpha: float
     Raises
     ------
     ValueError
-        Mismatched shapes or ranks, ``rho``/``alpha`` not finite and > 0, ``max_direct``/``cg_maxiter`` < 1.
+        Mismatched shapes or ranks, ``rho``/``alpha`` not finite and > 0, ``max_direct``/``cg_maxiter`` < 1,
+        ``relaxation`` not in (0, 2).
     TypeError
         If the cores, ``R`` and ``G`` differ in dtype.
     numpy.linalg.LinAlgError
@@ -472,6 +480,7 @@ def tt_core_sweep(cores: Sequence[Any], R: Any, G: Any, rho: float, alpha: float
         raise TypeError(f"cores must have R's dtype {R.dtype}")
     check_int(max_direct, "max_direct", optional=True)
     check_int(cg_maxiter, "cg_maxiter")
+    relaxation = check_real(relaxation, "relaxation", 0.0, 2.0, low_open=True, high_open=True)
     tol = _default_tol(R.dtype) if cg_tol is None else float(cg_tol)
 
     def solve(op: Any, rhs: Any, x0: Any) -> Tuple[Any, int, float]:
@@ -524,7 +533,7 @@ def tt_core_sweep(cores: Sequence[Any], R: Any, G: Any, rho: float, alpha: float
         info["solve"].append(kind)
         info["cg_iterations"].append(None if cg is None else cg[1])
         info["cg_residual"].append(None if cg is None else cg[2])
-        x = xp.ascontiguousarray(x).reshape(r0, n, r1)
+        x = be.over_relax(xp.ascontiguousarray(x).reshape(r0, n * r1), x0, relaxation).reshape(r0, n, r1)
         # J_t is an isometry in this gauge: the core's step is the weight's step of this core update
         info["step_sq"].append(be.sq_dist(x.reshape(r0, n * r1), x0))
         if t < m - 1:  # move the gauge right: keep Q, push R into the next core
