@@ -125,6 +125,18 @@ def test_dask_follows_the_alpha_schedule(client, digits):
     _assert_same_iterates(a, b)
 
 
+@pytest.mark.parametrize("case", ["dense", "tt-cores", "prune-masked"])
+def test_dask_over_relaxes_as_nnbcd(client, digits, case):
+    """relaxation = ω reaches the shards' U/V blocks and the client's W-blocks: NNBCD's iterates."""
+    X, y = digits[0][:300], digits[1][:300]
+    params = dict(hidden_layer_sizes=(24, 16), relaxation=1.7, bias=True, max_iter=4, random_state=0, **CASES[case]())
+    a = NNBCD(**params).fit(X, y)
+    b = DaskNNBCD(client=client, n_shards=2, **params).fit(X, y)
+    _assert_same_iterates(a, b)
+    plain = NNBCD(**dict(params, relaxation=1.0)).fit(X, y)
+    assert a.result_.history["objective"][-1] != plain.result_.history["objective"][-1]
+
+
 def test_an_explicit_client_is_shared_by_clones_and_left_out_of_pickles(client, digits):
     """clone (scikit-learn's model selection) shares a live client instead of deep-copying it (it failed: sockets
     and an event loop do not copy); a pickle leaves it out, and the unpickled model predicts the same."""
