@@ -595,9 +595,10 @@ _PARAM_CASES = [
     ("alpha_w", [("negative", -1.0, ValueError),
                  ("schedule-inf", {"type": "geometric", "start": 1.0, "factor": 2.0, "ceiling": math.inf}, ValueError)]),
     ("alpha_b", [("zero", 0.0, ValueError), ("list", [1.0, 0.1], TypeError)]),
-    # over-relaxation: Φ decreases only for ω in (0, 2)
-    ("relaxation", [("zero", 0.0, ValueError), ("two", 2.0, ValueError), ("nan", math.nan, ValueError),
-                    ("str", "1.5", TypeError), ("bool", True, TypeError)]),
+    # over-relaxation: ω in [1, 2) (Φ decreases for ω < 2; below 1 only slows the sweeps), a number
+    ("relaxation", [("zero", 0.0, ValueError), ("below-one", 0.5, ValueError), ("two", 2.0, ValueError),
+                    ("nan", math.nan, ValueError), ("str", "1.5", TypeError), ("bool", True, TypeError),
+                    ("schedule", {"type": "constant", "value": 1.5}, TypeError)]),
     ("tau", [("negative", -1.0, ValueError), ("str", "x", TypeError)]),
     ("loss_scale", [("unknown", "avg", ValueError)]),
     ("init", [("unknown", "he", ValueError)]),

@@ -176,6 +176,24 @@ def _with_meta(**changes):
     return mutate
 
 
+def test_a_checkpoint_from_before_a_parameter_existed_resumes_at_its_default(data, tmp_path):
+    """A checkpoint whose parameters lack ``relaxation`` (written before it existed) resumes as relaxation = 1.0,
+    the algorithm that wrote it, and is refused for another value with both values shown."""
+    X, y, _, _ = data
+    _model(max_iter=2, checkpoint_every=2, checkpoint_dir=tmp_path).fit(X, y)
+    path = tmp_path / ckpt.FILENAME
+
+    def drop(arrays):
+        meta = json.loads(arrays["meta"].tobytes())
+        del meta["params"]["relaxation"]
+        arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    _rewrite(path, drop)
+    assert "relaxation" not in ckpt.load(path, columns=False).params
+    _assert_same_run(_model(max_iter=3).fit(X, y), _model(max_iter=3).fit(X, y, resume=tmp_path))
+    with pytest.raises(ValueError, match=r"relaxation: checkpoint 1\.0, now 1\.5"):
+        _model(max_iter=3, relaxation=1.5).fit(X, y, resume=tmp_path)
+
+
 @pytest.mark.parametrize("damage,match", [
     (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "truncated or corrupt"),
     (lambda p: p.write_bytes(b"not a zip file"), "truncated or corrupt"),

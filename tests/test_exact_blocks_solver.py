@@ -86,6 +86,7 @@ def test_over_relaxed_blocks_keep_phi_decreasing_sufficiently(digits, name, bias
     plain = _fit(digits, None if name == "dense" else EXACT[name](), bias=bias).result_
     # the chain of auxiliary blocks relaxes faster: a lower Φ after the same sweeps
     assert relaxed.history["objective"][-1] < 0.9 * plain.history["objective"][-1]
+    assert list(relaxed.history["relaxation"]) == [1.8] * 12 and "relaxation" not in plain.history
 
 
 def test_masked_deployed_weights_are_on_the_support(digits):

@@ -169,5 +169,5 @@ def test_prune_exact_update_over_relaxes_weight_and_bias(rng, with_bias):
     assert not out.compressed.dense[~mask].any()
     if with_bias:
         np.testing.assert_allclose(out.b, bk + 1.7 * (b - bk), rtol=0, atol=1e-10)
-    with pytest.raises(ValueError, match=r"relaxation must be in \(0, 2\)"):
+    with pytest.raises(ValueError, match=r"relaxation must be in \[1, 2\)"):
         spec.exact_update(current, U @ V.T, V @ V.T, RHO, ALPHA, bias=bias, relaxation=2.5)

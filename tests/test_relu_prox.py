@@ -107,7 +107,7 @@ def _relaxed_oracle(p, u, v, b, rho, alpha, gamma, omega):
     return out, a, beta
 
 
-@pytest.mark.parametrize("omega", [0.6, 1.5, 1.9])
+@pytest.mark.parametrize("omega", [1.2, 1.5, 1.9])
 @pytest.mark.parametrize("with_bias", [False, True])
 def test_relaxed_update_is_the_safeguarded_sor_step(backend, rng, omega, with_bias):
     d, n = 7, 60
@@ -123,6 +123,16 @@ def test_relaxed_update_is_the_safeguarded_sor_step(backend, rng, omega, with_bi
     assert np.all(_f(out, v, a, beta) <= _f(u, v, a, beta) + 1e-12)
     exact = np.asarray(relu_prox(v, a, beta))
     assert np.mean(np.isclose(out, u + omega * (exact - u))) > 0.5
+
+
+@pytest.mark.parametrize("bad,exc", [(0.5, ValueError), (2.0, ValueError), (float("nan"), ValueError),
+                                     ("1.5", TypeError), (None, TypeError)])
+def test_relaxation_out_of_range_names_the_argument(backend, rng, bad, exc):
+    p, u, v = (backend.asarray(rng.standard_normal((2, 3))) for _ in range(3))
+    with pytest.raises(exc, match="relaxation must be"):
+        backend.relu_prox_update(p, u, v, None, 1.0, 1.0, 1.0, bad)
+    with pytest.raises(exc, match="omega must be"):
+        backend.over_relax(u, v, bad)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

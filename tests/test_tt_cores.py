@@ -127,7 +127,7 @@ def test_sweep_matches_the_explicit_lstsq_sweep(backend, rng, name, d_out, d_in,
         assert set(solves) == {"cg"}
 
 
-@pytest.mark.parametrize("omega", [0.5, 1.6])
+@pytest.mark.parametrize("omega", [1.3, 1.9])
 @pytest.mark.parametrize("name, d_out, d_in, modes, ranks", LAYOUTS, ids=[c[0] for c in LAYOUTS])
 def test_relaxed_sweep_matches_the_explicit_relaxed_lstsq_sweep(rng, name, d_out, d_in, modes, ranks, omega):
     cores = random_cores(rng, modes, ranks, name == "matrix")
@@ -142,7 +142,7 @@ def test_relaxed_sweep_matches_the_explicit_relaxed_lstsq_sweep(rng, name, d_out
     assert res.info["step_sq"][0] == pytest.approx(omega ** 2 * exact.info["step_sq"][0], rel=1e-8)
 
 
-@pytest.mark.parametrize("omega", [0.5, 1.0, 1.5, 1.9])
+@pytest.mark.parametrize("omega", [1.0, 1.5, 1.9])
 @pytest.mark.parametrize("name, d_out, d_in, modes, ranks", LAYOUTS, ids=[c[0] for c in LAYOUTS])
 def test_relaxed_sweep_decreases_the_objective_by_alpha_over_omega_steps(rng, name, d_out, d_in, modes, ranks,
                                                                         omega):
@@ -272,8 +272,8 @@ def test_argument_errors(rng):
         tt_core_sweep(cores, R, G, RHO, math.inf)
     with pytest.raises(ValueError, match="max_direct must be an integer"):
         tt_core_sweep(cores, R, G, RHO, ALPHA, max_direct=0)
-    for bad in (0.0, 2.0, -1.0, math.nan):
-        with pytest.raises(ValueError, match=r"relaxation must be in \(0, 2\)"):
+    for bad in (0.5, 2.0, -1.0, math.nan):
+        with pytest.raises(ValueError, match=r"relaxation must be in \[1, 2\)"):
             tt_core_sweep(cores, R, G, RHO, ALPHA, relaxation=bad)
     with pytest.raises(TypeError, match="relaxation must be a real number"):
         tt_core_sweep(cores, R, G, RHO, ALPHA, relaxation="1.5")

@@ -14,7 +14,7 @@ from typing import Any, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .._validation import NonFiniteError, check_ndim, float_dtype
+from .._validation import NonFiniteError, check_ndim, check_real, float_dtype
 from .relu_prox_kernel import relu_prox_relaxed_vectorized, relu_prox_vectorized
 
 
@@ -368,9 +368,11 @@ class Backend(ABC):
         Raises
         ------
         TypeError, ValueError
-            As :func:`check_kernel_operands` (shapes, dtypes, a read-only ``u``), before any entry is read.
+            As :func:`check_kernel_operands` (shapes, dtypes, a read-only ``u``), before any entry is read;
+            ``relaxation`` not a number in [1, 2).
         """
         check_kernel_operands((("u", u), ("p", p), ("v", v)), bias=("b", b), out="u")
+        relaxation = check_real(relaxation, "relaxation", 1.0, 2.0, high_open=True)
         return self._relu_prox_update(p, u, v, b, rho, alpha, gamma, relaxation)
 
     #: entries per row block of the array-expression kernels below, whose temporaries (several per
@@ -453,11 +455,17 @@ class Backend(ABC):
         r""":math:`X \leftarrow X^k + \omega(X - X^k)` in place on ``new`` (:math:`X`), ``old`` (:math:`X^k`)
         of its shape; returns ``new``. ω = 1 leaves ``new`` as it is.
 
-        The over-relaxed step of successive over-relaxation (Young 1950): for a convex quadratic q
-        minimised exactly (or by conjugate gradients from :math:`X^k`) at :math:`X`,
-        :math:`q(X^k + \omega D) = q(X^k) - \omega(1 - \omega/2)\,D^THD` with :math:`D = X - X^k`, a
-        decrease for every ω ∈ (0, 2).
+        The over-relaxed step of successive over-relaxation (D. M. Young, *Iterative methods for solving
+        partial difference equations of elliptic type*, PhD thesis, Harvard, 1950): for a convex quadratic
+        q minimised exactly at :math:`X`, :math:`q(X^k + \omega D) = q(X^k) - \omega(1 - \omega/2)\,D^THD`
+        with :math:`D = X - X^k`, a decrease for every ω ∈ (0, 2); NN-BCD uses ω ∈ [1, 2).
+
+        Raises
+        ------
+        ValueError, TypeError
+            ``omega`` not a number in [1, 2).
         """
+        omega = check_real(omega, "omega", 1.0, 2.0, high_open=True)
         if omega != 1.0:
             new -= old
             new *= omega

@@ -21,20 +21,20 @@ solve that reads U and V themselves.
 SPD systems are solved by Cholesky and triangular solves, never explicit inverses; which side of a
 push-through identity is solved is chosen by FLOP count (spec §4).
 
-**Over-relaxation** (``hp.relaxation`` = ω, beyond the paper; ω = 1 is the paper's algorithm). The blocks
-whose sub-problem is a convex quadratic — ``V_out``, ``U_out``, ``V``, ``W`` and the exact blocks on the
-compressed form (each TT core, a pruned layer's rows) — take the over-relaxed step
-:math:`X^{k+1} = X^k + \omega(X^* - X^k)` from their exact minimiser :math:`X^*`
-(:meth:`~nnbcd.backend.Backend.over_relax`; successive over-relaxation, Young 1950). For a quadratic
-q with Hessian H the step lowers q by :math:`\omega(1-\omega/2)D^THD`, :math:`D = X^* - X^k`, so for
-ω ∈ (0, 2) Φ still decreases in every such block; for a block with the α-prox (H ⪰ αI), Φ falls by at
-least :math:`\tfrac\alpha\omega\|X^{k+1} - X^k\|^2 \ge \tfrac\alpha2\|X^{k+1} - X^k\|^2`, the
-sufficient decrease the convergence analysis uses. The hidden U-blocks (the ReLU prox, not convex) take
-the relaxed step entry by entry only where it does not raise that entry's sub-problem, and the exact
-minimiser elsewhere (:func:`~nnbcd.backend.relu_prox_kernel.relu_prox_relaxed_scalar`), which keeps their
-sufficient decrease. Why: the layers' auxiliary variables relax towards each other as a chain of coupled
-least-squares blocks, which Gauss–Seidel sweeps do slowly and over-relaxation speeds up, as for
-linear systems (docs/compression.md has the measurements).
+**Over-relaxation** (``hp.relaxation`` = ω ∈ [1, 2), beyond the paper; ω = 1 is the paper's algorithm).
+The blocks whose sub-problem is a convex quadratic — ``V_out``, ``U_out``, ``V``, ``W`` and the exact
+blocks on the compressed form (each TT core, a pruned layer's weight and bias) — take the over-relaxed
+step :math:`X^{k+1} = X^k + \omega(X^* - X^k)` from their exact minimiser :math:`X^*`
+(:meth:`~nnbcd.backend.Backend.over_relax`; successive over-relaxation). For a quadratic q with
+Hessian H the step lowers q by :math:`\omega(1-\omega/2)D^THD`, :math:`D = X^* - X^k`, so Φ still
+decreases in every such block; in one with the α-prox (H ⪰ αI), by at least
+:math:`\tfrac\alpha\omega\|X^{k+1} - X^k\|^2 \ge \tfrac\alpha2\|X^{k+1} - X^k\|^2`, the sufficient
+decrease the convergence analysis uses. The hidden U-blocks (the ReLU prox, not convex) take the relaxed
+step entry by entry only where it does not raise that entry's sub-problem, and the exact minimiser
+elsewhere (:func:`~nnbcd.backend.relu_prox_kernel.relu_prox_relaxed_scalar`), which keeps their
+:math:`\tfrac\alpha2\|X^{k+1} - X^k\|^2`. Why: the layers' auxiliary variables relax towards each other
+as a chain of coupled least-squares blocks, which Gauss–Seidel sweeps do slowly and over-relaxation
+speeds up, as for linear systems (docs/compression.md, "Over-relaxed blocks").
 """
 from __future__ import annotations
 

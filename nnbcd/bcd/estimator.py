@@ -90,16 +90,20 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         Prox weights of the W and bias blocks (default ``alpha``, its schedule included); when given, a number
         or a schedule as ``alpha``, recorded in ``history["alpha_w"]`` / ``history["alpha_b"]``. ``alpha_b``
         acts only with ``bias=True``: given without, ``fit`` warns (``UserWarning``).
-    relaxation : float in (0, 2)
-        Over-relaxation factor ω (beyond the paper; 1, the default, is the paper's algorithm). The blocks
-        whose sub-problem is a convex quadratic (V_L, U_L, the hidden V_i, the dense W_i with their biases,
-        and each TT core or pruned weight of an exact block) step to :math:`X^k + \omega(X^* - X^k)` from
-        their exact minimiser :math:`X^*`, as successive over-relaxation does; the U-blocks (the ReLU prox)
-        stay exact. Φ still decreases in every block for ω ∈ (0, 2), by at least
-        :math:`\tfrac\alpha\omega\|X^{k+1}-X^k\|^2 \ge \tfrac\alpha2\|X^{k+1}-X^k\|^2` in those with the
-        α-prox, so the convergence analysis and ``result_.sufficient_decrease`` apply unchanged. Values
-        1.5–1.8 speed up the auxiliary variables' relaxation towards each other (docs/compression.md:
-        the MNIST-5k TT CNN).
+    relaxation : float in [1, 2)
+        Over-relaxation factor ω (beyond the paper; 1, the default, is the paper's algorithm bit for bit): a
+        number, no schedule. The blocks whose sub-problem is a convex quadratic (V_L, U_L, the hidden V_i,
+        the dense W_i with their biases, each TT core or pruned weight of an exact block) step to
+        :math:`X^k + \omega(X^* - X^k)` from their exact minimiser :math:`X^*` (successive
+        over-relaxation); each entry of a hidden U-block (the ReLU prox, not convex) takes that step where
+        it does not raise the entry's sub-problem and :math:`X^*` elsewhere. Φ still decreases in every
+        block: by at least :math:`\tfrac\alpha\omega\|X^{k+1}-X^k\|^2` in the quadratic prox blocks and
+        :math:`\tfrac\alpha2\|X^{k+1}-X^k\|^2` in the U-blocks, so
+        :func:`nnbcd.convergence.sufficient_decrease` (α/2) holds as at ω = 1. The iterate is no longer
+        each block's minimiser, so the relative-error bound of the convergence analysis gains a factor
+        about :math:`(\omega - 1)/\omega\,\|H\|` (H the block's Hessian), finite for ω in [1, 2). Recorded in
+        ``history["relaxation"]`` when not 1. Measured on the MNIST-5k TT CNN (docs/compression.md,
+        ``solvers/mnist5k_cnn_tt.toml`` uses 1.8).
     compress : mapping {int: Compression}, optional
         Compression spec per layer, keyed by layer ``0..L-1``. One spec object shared by several layers
         is one group (e.g. global pruning). A conv layer 0 is not compressed. A spec with an exact block
@@ -265,7 +269,7 @@ class NNBCD(ClassifierMixin, BaseEstimator):
             # default: the very object alpha (number or schedule), so that the history records alpha alone
             "alpha_w": alpha if self.alpha_w is None else _scheduled(self.alpha_w, "alpha_w"),
             "alpha_b": alpha if self.alpha_b is None else _scheduled(self.alpha_b, "alpha_b"),
-            "relaxation": val.check_real(self.relaxation, "relaxation", 0.0, 2.0, low_open=True, high_open=True),
+            "relaxation": _checked_relaxation(self.relaxation),
             "loss_scale": val.check_choice(self.loss_scale, ("sum", "mean"), "loss_scale"),
             "init_scale": val.check_positive(self.init_scale, "init_scale"),
             "max_iter": val.check_int(self.max_iter, "max_iter", minimum=0),
@@ -488,7 +492,8 @@ class NNBCD(ClassifierMixin, BaseEstimator):
             if cfg["warm_start"]:
                 raise ValueError("resume and warm_start=True exclude each other: resume continues a checkpointed "
                                  "run, warm_start begins a new run from the previous fit's weights")
-            saved = _checked_checkpoint(resume, params, data, str(np.dtype(cfg["dtype"])), columns=columns)
+            saved = _checked_checkpoint(resume, params, data, str(np.dtype(cfg["dtype"])), columns=columns,
+                                        defaults=type(self)()._resume_params())
         return _Prepared(cfg, X, labels, widths, compress, schedules, hp, validation, params, data, saved)
 
     def _network(self, cfg: Dict[str, Any], n_samples: int, n_features: int, X_val: Any,
@@ -506,10 +511,9 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         validation, xv, lv = self._validation_data(X_val, y_val, n_features, cfg["be"], cfg["dtype"])
         # without biases alpha_b acts on nothing (fit warned): its schedule neither delays constant_from nor is recorded
         schedules = Schedules(gamma=cfg["gamma"], rho=cfg["rho"], tau=tau, alpha=cfg["alpha"], alpha_w=cfg["alpha_w"],
-                              alpha_b=cfg["alpha_b"] if cfg["bias"] else None)
+                              alpha_b=cfg["alpha_b"] if cfg["bias"] else None, relaxation=cfg["relaxation"])
         kappa = 1.0 if cfg["loss_scale"] == "sum" else 1.0 / n_samples
-        hp = schedules.hyper(Hyper(gamma=0.0, rho=0.0, alpha=0.0, alpha_w=0.0, alpha_b=0.0, kappa=kappa,
-                                   relaxation=cfg["relaxation"]), 1)
+        hp = schedules.hyper(Hyper(gamma=0.0, rho=0.0, alpha=0.0, alpha_w=0.0, alpha_b=0.0, kappa=kappa), 1)
         return widths, compress, validation, xv, lv, schedules, hp
 
     def _start_fit(self, callback: Any, resume: Any, stacklevel: int = 4) -> Dict[str, Any]:
@@ -773,15 +777,26 @@ def _check_resume(resume: Any) -> None:
                         f"{type(resume).__name__} {resume!r}")
 
 
+def _checked_relaxation(value: Any) -> float:
+    """``relaxation`` in [1, 2), a number (a schedule is refused with a message that says so)."""
+    if isinstance(value, (Mapping, Schedule)):
+        raise TypeError(f"relaxation must be a number in [1, 2), got {value!r}: unlike gamma, rho, alpha and tau it "
+                        "takes no schedule")
+    return val.check_real(value, "relaxation", 1.0, 2.0, high_open=True)
+
+
 def _checked_checkpoint(resume: Any, params: Dict[str, Any], data: str, dtype: str,
-                        columns: bool = True) -> ckpt.Checkpoint:
+                        columns: bool = True, defaults: Optional[Dict[str, Any]] = None) -> ckpt.Checkpoint:
     """The checkpoint at ``resume`` (:func:`~nnbcd.bcd.checkpoint.load`, with or without its ``U``, ``V``
     ``columns``), refused unless written with these parameters (but :data:`RESUME_FREE`), this data
-    fingerprint and dtype; every message names ``resume``."""
+    fingerprint and dtype; every message names ``resume``. A parameter the checkpoint does not record
+    (written before the parameter existed) counts as its value in ``defaults``, the constructor's default,
+    which reproduces the algorithm that wrote it."""
     saved = ckpt.load(resume, "resume", columns=columns)
-    changed = ckpt.differences(saved.params, params, RESUME_FREE)
+    recorded = {**{k: v for k, v in (defaults or {}).items() if k not in saved.params}, **saved.params}
+    changed = ckpt.differences(recorded, params, RESUME_FREE)
     if changed:
-        detail = "; ".join(f"{k}: checkpoint {ckpt.canonical(saved.params.get(k))!r}, now "
+        detail = "; ".join(f"{k}: checkpoint {ckpt.canonical(recorded.get(k))!r}, now "
                            f"{ckpt.canonical(params.get(k))!r}" for k in changed[:3])
         raise ValueError(f"resume: the checkpoint {str(saved.path)!r} was written with other parameters "
                          f"{changed} ({detail})")

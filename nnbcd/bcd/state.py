@@ -42,7 +42,7 @@ class Hyper:
         :math:`\kappa`: 1 for ``loss_scale="sum"``, :math:`1/N` for ``"mean"``; in every W/b update
         :math:`\rho` is replaced by :attr:`rho_w` :math:`=\kappa\rho` (spec §2).
     relaxation : float
-        Over-relaxation factor ω ∈ (0, 2) of the blocks whose sub-problem is a convex quadratic
+        Over-relaxation factor ω ∈ [1, 2) of the blocks whose sub-problem is a convex quadratic
         (see :mod:`nnbcd.bcd.blocks`); 1: the exact minimisers (the paper).
     """
 
@@ -72,6 +72,8 @@ class Schedules:
     alpha, alpha_w, alpha_b : float or Schedule, optional
         The prox weights α (V_L and U blocks), α_W and α_b; ``None`` keeps the base :class:`Hyper`'s value
         (``alpha_w``, ``alpha_b`` are the same object as ``alpha`` when they default to it).
+    relaxation : float
+        The over-relaxation factor ω of every sweep (a number: it takes no schedule).
     """
 
     gamma: Scheduled
@@ -80,21 +82,25 @@ class Schedules:
     alpha: Optional[Scheduled] = None
     alpha_w: Optional[Scheduled] = None
     alpha_b: Optional[Scheduled] = None
+    relaxation: float = 1.0
 
     def hyper(self, base: Hyper, sweep: int) -> Hyper:
-        """``base`` with γ, ρ (and the α's that are given) of sweep ``sweep``."""
+        """``base`` with γ, ρ (and the α's that are given) of sweep ``sweep``, and ω."""
         alphas = {name: value_at(v, sweep) for name, v in
                   (("alpha", self.alpha), ("alpha_w", self.alpha_w), ("alpha_b", self.alpha_b)) if v is not None}
-        return replace(base, gamma=value_at(self.gamma, sweep), rho=value_at(self.rho, sweep), **alphas)
+        return replace(base, gamma=value_at(self.gamma, sweep), rho=value_at(self.rho, sweep),
+                       relaxation=self.relaxation, **alphas)
 
     def tau_at(self, sweep: int) -> Dict[int, float]:
         """τ of each projection-block layer in sweep ``sweep``."""
         return {i: value_at(t, sweep) for i, t in self.tau.items()}
 
     def record(self, sweep: int) -> Dict[str, float]:
-        """``gamma``, ``rho``, ``alpha`` (when given; ``alpha_w``, ``alpha_b`` when given apart from it) and
-        ``tau_i``: the values of sweep ``sweep``, for the history."""
+        """``gamma``, ``rho``, ``alpha`` (when given; ``alpha_w``, ``alpha_b`` when given apart from it),
+        ``relaxation`` (when not 1) and ``tau_i``: the values of sweep ``sweep``, for the history."""
         rec = {"gamma": value_at(self.gamma, sweep), "rho": value_at(self.rho, sweep)}
+        if self.relaxation != 1.0:
+            rec["relaxation"] = self.relaxation
         if self.alpha is not None:
             rec["alpha"] = value_at(self.alpha, sweep)
         for name, v in (("alpha_w", self.alpha_w), ("alpha_b", self.alpha_b)):

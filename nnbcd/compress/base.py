@@ -215,7 +215,7 @@ class Compression(ABC):
         bias : BiasTerm, optional
             The layer's bias statistics (:class:`nnbcd.compress.masked.BiasTerm`).
         relaxation : float
-            Over-relaxation factor ω ∈ (0, 2): each exact sub-block step (a TT core, the pruned weight
+            Over-relaxation factor ω ∈ [1, 2): each exact sub-block step (a TT core, the pruned weight
             with its bias) becomes :math:`X^k + \omega(X^* - X^k)`
             (:meth:`~nnbcd.backend.Backend.over_relax`), which still lowers the objective by at least
             :math:`\tfrac\alpha\omega\|X^{k+1} - X^k\|^2`. 1: the exact minimiser.
@@ -231,7 +231,7 @@ class Compression(ABC):
         NotImplementedError
             For a spec whose block is ``"projection"``.
         ValueError
-            ``relaxation`` not in (0, 2).
+            ``relaxation`` not in [1, 2).
         """
         raise NotImplementedError(f"{type(self).__name__} with block={self.block!r} has no exact W-block")
 

@@ -159,7 +159,7 @@ class Prune(Compression):
         if not self.exact:
             return super().exact_update(current, R, G, rho, alpha, bias=bias, relaxation=relaxation,
                                         backend=backend)
-        relaxation = check_real(relaxation, "relaxation", 0.0, 2.0, low_open=True, high_open=True)
+        relaxation = check_real(relaxation, "relaxation", 1.0, 2.0, high_open=True)
         be = infer_backend(R, G, backend=backend)
         new = masked_weight_update(R, G, current.dense, current.support, rho, alpha, bias=bias, backend=be)
         be.over_relax(new.W, current.dense, relaxation)

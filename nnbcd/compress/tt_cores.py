@@ -440,12 +440,14 @@ def tt_core_sweep(cores: Sequence[Any], R: Any, G: Any, rho: float, alpha: float
         In float64, solve by float32 CG corrections refined in float64 (:func:`_refined_pcg`: the same
         ``cg_tol``, about half the cost); ``False``: float64 CG throughout.
     relaxation : float
-        Over-relaxation factor ω ∈ (0, 2): core t becomes :math:`C_t + \omega(X^* - C_t)` (in the gauge
-        above), :math:`X^*` the minimiser (or the CG iterate, which minimises the local quadratic on its
-        Krylov space, so the line through :math:`C_t` and :math:`X^*` has its minimum at :math:`X^*`
-        too). The local quadratic then falls by :math:`\omega(1-\omega/2)D^THD`, :math:`D = X^*-C_t`,
-        and the objective by at least :math:`\tfrac\alpha\omega\|W^{(t+1)} - W^{(t)}\|^2`. 1: the
-        exact ALS sweep.
+        Over-relaxation factor ω ∈ [1, 2): core t becomes :math:`C_t + \omega(X^* - C_t)` (in the gauge
+        above), :math:`X^*` the minimiser. The local quadratic then falls by
+        :math:`\omega(1-\omega/2)D^THD`, :math:`D = X^*-C_t`, and the objective by at least
+        :math:`\tfrac\alpha\omega\|W^{(t+1)} - W^{(t)}\|^2`. Where CG solves the core, :math:`X^*` is its
+        iterate; plain CG from :math:`C_t` minimises the quadratic on its Krylov space, so the line through
+        :math:`C_t` and :math:`X^*` has its minimum at :math:`X^*` and the bound holds exactly; the
+        float64 refinement (``refine``) does so up to its float32 corrections (no violation seen in tests at
+        ω up to 1.99). 1: the exact ALS sweep.
     backend : {"numpy", "numba", "cupy"} or Backend, optional
         Default: the backend of the inputs (:func:`nnbcd.backend.infer_backend`).
 
@@ -466,7 +468,7 @@ def tt_core_sweep(cores: Sequence[Any], R: Any, G: Any, rho: float, alpha: float
     ------
     ValueError
         Mismatched shapes or ranks, ``rho``/``alpha`` not finite and > 0, ``max_direct``/``cg_maxiter`` < 1,
-        ``relaxation`` not in (0, 2).
+        ``relaxation`` not in [1, 2).
     TypeError
         If the cores, ``R`` and ``G`` differ in dtype.
     numpy.linalg.LinAlgError
@@ -480,7 +482,7 @@ def tt_core_sweep(cores: Sequence[Any], R: Any, G: Any, rho: float, alpha: float
         raise TypeError(f"cores must have R's dtype {R.dtype}")
     check_int(max_direct, "max_direct", optional=True)
     check_int(cg_maxiter, "cg_maxiter")
-    relaxation = check_real(relaxation, "relaxation", 0.0, 2.0, low_open=True, high_open=True)
+    relaxation = check_real(relaxation, "relaxation", 1.0, 2.0, high_open=True)
     tol = _default_tol(R.dtype) if cg_tol is None else float(cg_tol)
 
     def solve(op: Any, rhs: Any, x0: Any) -> Tuple[Any, int, float]:

@@ -237,7 +237,8 @@ class DaskNNBCD(NNBCD):
                                      self.classes_.astype(str), xv, lv)
         params, dtype_name = self._resume_params(), str(np.dtype(dtype))
         # the client reads the weights and history; each shard reads its own columns of U, V
-        saved = None if resume is None else _checked_checkpoint(resume, params, data, dtype_name, columns=False)
+        saved = None if resume is None else _checked_checkpoint(resume, params, data, dtype_name, columns=False,
+                                                                defaults=type(self)()._resume_params())
         shards = [client.submit(make_shard, unfitted, xf, yf, self.classes_, widths, compress,
                                 schedules.tau_at(1), init, be.name, dtype, cfg["v_solve"], cols, saved,
                                 workers=[w], allow_other_workers=False, pure=False)
