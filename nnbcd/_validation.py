@@ -249,6 +249,17 @@ def check_real(value: Any, name: str, low: float, high: float, *, low_open: bool
     return v
 
 
+def check_relaxation(value: Any, name: str = "relaxation") -> float:
+    """An over-relaxation factor ω in [1, 2) (NN-BCD's ``relaxation``; the one place its range is written).
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`check_real`, naming ``name`` and the interval.
+    """
+    return check_real(value, name, 1.0, 2.0, high_open=True)
+
+
 @contextlib.contextmanager
 def named_errors(name: str) -> Iterator[None]:
     """Re-raise a library's ``ValueError``/``TypeError`` about argument ``name`` with ``name`` in its message.

@@ -14,7 +14,7 @@ from typing import Any, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .._validation import NonFiniteError, check_ndim, check_real, float_dtype
+from .._validation import NonFiniteError, check_ndim, check_relaxation, float_dtype
 from .relu_prox_kernel import relu_prox_relaxed_vectorized, relu_prox_vectorized
 
 
@@ -372,7 +372,7 @@ class Backend(ABC):
             ``relaxation`` not a number in [1, 2).
         """
         check_kernel_operands((("u", u), ("p", p), ("v", v)), bias=("b", b), out="u")
-        relaxation = check_real(relaxation, "relaxation", 1.0, 2.0, high_open=True)
+        relaxation = check_relaxation(relaxation)
         return self._relu_prox_update(p, u, v, b, rho, alpha, gamma, relaxation)
 
     #: entries per row block of the array-expression kernels below, whose temporaries (several per
@@ -465,7 +465,7 @@ class Backend(ABC):
         ValueError, TypeError
             ``omega`` not a number in [1, 2).
         """
-        omega = check_real(omega, "omega", 1.0, 2.0, high_open=True)
+        omega = check_relaxation(omega, "omega")
         if omega != 1.0:
             new -= old
             new *= omega

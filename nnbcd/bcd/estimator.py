@@ -782,7 +782,7 @@ def _checked_relaxation(value: Any) -> float:
     if isinstance(value, (Mapping, Schedule)):
         raise TypeError(f"relaxation must be a number in [1, 2), got {value!r}: unlike gamma, rho, alpha and tau it "
                         "takes no schedule")
-    return val.check_real(value, "relaxation", 1.0, 2.0, high_open=True)
+    return val.check_relaxation(value)
 
 
 def _checked_checkpoint(resume: Any, params: Dict[str, Any], data: str, dtype: str,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numbers
 from typing import Any, Dict, Optional, Sequence
 
-from .._validation import check_real
+from .._validation import check_relaxation
 from ..backend import Backend, infer_backend
 from ..ops.prune import hard_threshold, n_keep, topk_mask
 from ..schedules import Schedule, as_schedule
@@ -159,7 +159,7 @@ class Prune(Compression):
         if not self.exact:
             return super().exact_update(current, R, G, rho, alpha, bias=bias, relaxation=relaxation,
                                         backend=backend)
-        relaxation = check_real(relaxation, "relaxation", 1.0, 2.0, high_open=True)
+        relaxation = check_relaxation(relaxation)
         be = infer_backend(R, G, backend=backend)
         new = masked_weight_update(R, G, current.dense, current.support, rho, alpha, bias=bias, backend=be)
         be.over_relax(new.W, current.dense, relaxation)

@@ -66,7 +66,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tu
 
 import numpy as np
 
-from .._validation import check_int, check_real
+from .._validation import check_int, check_relaxation
 from ..backend import Backend, infer_backend
 from ..ops.tt import matrix_to_tt_tensor, tt_tensor_to_matrix, tt_to_tensor
 from .masked import BiasTerm, _check_block
@@ -482,7 +482,7 @@ def tt_core_sweep(cores: Sequence[Any], R: Any, G: Any, rho: float, alpha: float
         raise TypeError(f"cores must have R's dtype {R.dtype}")
     check_int(max_direct, "max_direct", optional=True)
     check_int(cg_maxiter, "cg_maxiter")
-    relaxation = check_real(relaxation, "relaxation", 1.0, 2.0, high_open=True)
+    relaxation = check_relaxation(relaxation)
     tol = _default_tol(R.dtype) if cg_tol is None else float(cg_tol)
 
     def solve(op: Any, rhs: Any, x0: Any) -> Tuple[Any, int, float]:
