@@ -11,8 +11,9 @@ import json
 import logging
 import sys
 import time
+import warnings
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 from .result import Status
 from .runners import run_preset
@@ -47,6 +48,13 @@ def _cmd_solve(args: argparse.Namespace) -> int:
         print("nnbcd: interrupted: the results hold the last complete iterate", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
+
+
+def _show_warning(message: Any, category: type, filename: str, lineno: int, file: Any = None,
+                  line: Optional[str] = None) -> None:
+    """Warnings as one ``nnbcd: <Category>: message`` line: a command-line user wrote a preset, not the library
+    line the warning was raised from."""
+    print(f"nnbcd: {category.__name__}: {message}", file=sys.stderr if file is None else file)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -176,7 +184,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return args.func(args)
     except (ValueError, TypeError, OSError, ImportError) as exc:  # the user's input or environment
         print(f"nnbcd: error: {exc}", file=sys.stderr)
         return 2

@@ -164,6 +164,10 @@ class SolveResult(dict):
     constant_from : int or None
         The first sweep from which no scheduled value changes and no compressed structure is re-chosen;
         the convergence guarantee and the ``tol`` rule apply from there (``None``: never).
+    output_refit : dict or None
+        With ``refit_output=True``: the output layer's least-squares refit after the sweeps
+        (:func:`nnbcd.bcd.loop.refit_output_layer`: ``refit``, ``loss_before``, ``loss``, ``val_*``); ``None``
+        without.
     """
 
     def __getattr__(self, name: str) -> Any:
@@ -212,6 +216,9 @@ class SolveResult(dict):
         payload["history"] = self["history"].to_dict()
         if self.get("compression"):
             payload["compression"] = {str(k): v for k, v in self["compression"].items()}
+        if self.get("output_refit") is not None:  # NaN losses (a diverged run's) are null, as in the history
+            payload["output_refit"] = {k: None if isinstance(v, float) and math.isnan(v) else v
+                                       for k, v in self["output_refit"].items()}
         write_json_atomic(path, payload, default=float)
 
 

@@ -569,6 +569,15 @@ def _fit(**params: Any) -> Any:
     return NNBCD(hidden, **{"max_iter": 1, **params}).fit(X, Y)
 
 
+def _is_lstsq_on_inputs(model: Any) -> None:
+    """A one-layer network's refit output layer is numpy's lstsq of the one-hot targets on [X; 1]."""
+    onehot = (Y[:, None] == model.classes_[None, :]).astype(float)
+    coef = np.linalg.lstsq(np.hstack([X, np.ones((len(X), 1))]), onehot, rcond=None)[0].T
+    scale = np.abs(coef).max()
+    np.testing.assert_allclose(model.coefs_[0], coef[:, :-1], rtol=0, atol=1e-8 * scale)
+    np.testing.assert_allclose(model.intercepts_[0], coef[:, -1], rtol=0, atol=1e-8 * scale)
+
+
 def _fit_data(x: Any, y: Any, **kw: Any) -> Any:
     return NNBCD((8,), max_iter=1, random_state=0).fit(x, y, **kw)
 
@@ -620,7 +629,10 @@ _PARAM_CASES += [("bias", [("str", "yes", TypeError)]), ("verbose", [("str", "ye
                              ("str", "all", ValueError), ("bool", True, ValueError)]),
                  # alone (without checkpoint_dir) or with a bad value
                  ("checkpoint_every", [("alone", 5, ValueError), ("zero", 0, ValueError), ("float", 2.5, ValueError)]),
-                 ("checkpoint_dir", [("int", 5, TypeError), ("alone", "/tmp", ValueError)])]
+                 ("checkpoint_dir", [("int", 5, TypeError), ("alone", "/tmp", ValueError)]),
+                 # a truthy non-bool ("yes", 1) is refused, not taken for True
+                 ("refit_output", [("str", "yes", TypeError), ("int", 1, TypeError), ("none", None, TypeError),
+                                   ("str-false", "false", TypeError), ("float", 1.0, TypeError)])]
 
 
 def _param_rows() -> list:
@@ -656,6 +668,21 @@ ESTIMATOR_ROWS = [
           holds(lambda m: m.result_.status == 2 and all(np.isfinite(w).all() for w in m.coefs_)))
       for kind, spec in (("TT", TT(4)), ("Prune", Prune(0.5)))],
     row("solve-unknown-param", lambda: nnbcd.solve(X, Y, gama=1.0), Err(TypeError, "gama")),
+    # the output layer refit replaces layer L-1 by a dense least-squares fit: it cannot be compressed too
+    *[row(f"NNBCD-refit_output-compressed-output-{kind}", lambda c=spec, h=hidden: _fit(
+        refit_output=True, compress={len(h): c()}, hidden_layer_sizes=h), Err(ValueError, "refit_output"))
+      for kind, spec, hidden in (("TT", lambda: TT(4), (8,)), ("Prune", lambda: Prune(0.5), (8,)),
+                                 ("TT-cores", lambda: TT(4, block="cores"), (8, 8)),
+                                 ("Prune-one-layer", lambda: Prune(0.5, block="masked"), ()))],
+    row("NNBCD-refit_output-shared-spec-on-output", lambda: _fit(refit_output=True, compress=dict.fromkeys(
+        (0, 1), Prune(0.5, scope="global"))), Err(ValueError, "refit_output")),
+    row("solve-refit_output-str", lambda: nnbcd.solve(X, Y, refit_output="yes", max_iter=1),
+        Err(TypeError, "refit_output")),
+    # a numpy bool is a bool; a one-layer network refits on the inputs themselves (oracle: lstsq on [X; 1])
+    row("NNBCD-refit_output-numpy-bool", lambda: _fit(refit_output=np.bool_(True), bias=True),
+        holds(lambda m: m.result_.output_refit["refit"] is True)),
+    row("NNBCD-refit_output-one-layer", lambda: _fit(refit_output=True, hidden_layer_sizes=(), bias=True),
+        Ok(lambda m: _is_lstsq_on_inputs(m))),
     # data
     row("fit-X-int", lambda: _fit_data((X * 16).astype(int), Y), Ok(_predicts_training_labels)),
     row("fit-X-list", lambda: _fit_data(X.tolist(), Y.tolist()), Ok(_predicts_training_labels)),
@@ -739,6 +766,7 @@ CLI_ROWS = [
                       ("fit.tol=-1", "tol"), ("fit.monitor_every=0", "monitor_every"), ("model.gama=1", "gama"),
                       ("fit.checkpoint_every=0", "checkpoint_every"), ("fit.checkpoint_every=1.5", "checkpoint_every"),
                       ("fit.n_jobs=0", "n_jobs"), ("model.warm_start=true", "warm_start"),
+                      ("model.refit_output='yes'", "refit_output"), ("model.refit_output=1", "refit_output"),
                       ("fit.max_iter", "fit.max_iter"),
                       # a value that starts as TOML (an array) but does not parse: refused by --set itself
                       ("fit.max_iter=[", "fit.max_iter")]],
@@ -748,6 +776,10 @@ CLI_ROWS = [
                  id="set-model.bias='yes'"),
     pytest.param(lambda tmp: ["solve", DIGITS, "--set", "model.random_state='x'", "--set", "fit.max_iter=1"],
                  "random_state", id="set-model.random_state='x'"),
+    # the preset's output layer (64-256-256-10: layer 2) both compressed and refit
+    pytest.param(lambda tmp: ["solve", DIGITS, "--set", "model.refit_output=true", "--set",
+                              "compress=[{type='prune', layers=[2], sparsity=0.5}]", "--set", "fit.max_iter=1"],
+                 "refit_output", id="set-refit_output-compressed-output"),
     pytest.param(lambda tmp: ["solve", "/nonexistent/preset.toml"], "/nonexistent/preset.toml", id="preset-missing"),
     pytest.param(lambda tmp: ["solve", _preset(tmp, "method = \n")], "preset.toml", id="preset-invalid-toml"),
     pytest.param(lambda tmp: ["solve", _preset(tmp, "method = 'sgd'\n")], "method", id="preset-unknown-method"),

@@ -49,7 +49,7 @@ _INPUT_DTYPES = (np.float64, np.float32)
 #: Parameters that may differ between a checkpointed run and its resumption: they change how long the run
 #: goes, what it reports or where it saves, never an iterate (BLAS results may depend on ``n_jobs``'s thread
 #: count: bit-for-bit equality holds for equal thread counts).
-RESUME_FREE = ("max_iter", "verbose", "checkpoint_every", "checkpoint_dir", "n_jobs", "warm_start")
+RESUME_FREE = ("max_iter", "verbose", "checkpoint_every", "checkpoint_dir", "n_jobs", "warm_start", "refit_output")
 
 
 class NNBCD(ClassifierMixin, BaseEstimator):
@@ -104,6 +104,16 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         about :math:`(\omega - 1)/\omega\,\|H\|` (H the block's Hessian), finite for ω in [1, 2). Recorded in
         ``history["relaxation"]`` when not 1. Measured on the MNIST-5k TT CNN (docs/compression.md,
         ``solvers/mnist5k_cnn_tt.toml`` uses 1.8).
+    refit_output : bool
+        After the last sweep (whatever ended the run), replace the output layer :math:`(W_L, b_L)` by the
+        minimiser of the *deployed* network's training loss over it, the linear least-squares problem
+        :math:`\min\tfrac12\|W_LH + b_L1^T - Y\|^2` on the features :math:`H` the deployed hidden layers
+        compute (:mod:`nnbcd.bcd.readout`; beyond the paper). The sweeps fit :math:`W_L` to the auxiliary
+        :math:`V_{L-1}` instead, which the coupling terms let drift from :math:`H`; the refit is that
+        layer's exact block of the deployed loss, so the training loss cannot rise (the layer is kept when
+        it would not fall). The hidden layers and the checkpoints (the iterate before the refit) are
+        unchanged; ``result_.output_refit`` records the losses (and validation metrics) before and after.
+        The output layer must not be compressed. Default False (the paper's algorithm).
     compress : mapping {int: Compression}, optional
         Compression spec per layer, keyed by layer ``0..L-1``. One spec object shared by several layers
         is one group (e.g. global pruning). A conv layer 0 is not compressed. A spec with an exact block
@@ -202,6 +212,7 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         alpha_w: Optional[float] = None,
         alpha_b: Optional[float] = None,
         relaxation: float = 1.0,
+        refit_output: bool = False,
         compress: Optional[Mapping] = None,
         tau: "float | Mapping[int, float]" = 0.0,
         bias: bool = False,
@@ -230,6 +241,7 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         self.alpha_w = alpha_w
         self.alpha_b = alpha_b
         self.relaxation = relaxation
+        self.refit_output = refit_output
         self.compress = compress
         self.tau = tau
         self.bias = bias
@@ -270,6 +282,7 @@ class NNBCD(ClassifierMixin, BaseEstimator):
             "alpha_w": alpha if self.alpha_w is None else _scheduled(self.alpha_w, "alpha_w"),
             "alpha_b": alpha if self.alpha_b is None else _scheduled(self.alpha_b, "alpha_b"),
             "relaxation": _checked_relaxation(self.relaxation),
+            "refit_output": val.check_bool(self.refit_output, "refit_output"),
             "loss_scale": val.check_choice(self.loss_scale, ("sum", "mean"), "loss_scale"),
             "init_scale": val.check_positive(self.init_scale, "init_scale"),
             "max_iter": val.check_int(self.max_iter, "max_iter", minimum=0),
@@ -465,7 +478,8 @@ class NNBCD(ClassifierMixin, BaseEstimator):
             result = run(st, p.hp, Engine(be, ws, be.xp.asarray(p.labels), p.validation), max_iter=cfg["max_iter"],
                          tol=cfg["tol"], monitor_every=cfg["monitor_every"], callback=callback,
                          verbose=cfg["verbose"], schedules=schedules, start=start,
-                         checkpoint=_checkpointer(cfg, be, p.params, p.data, str(np.dtype(dtype))))
+                         checkpoint=_checkpointer(cfg, be, p.params, p.data, str(np.dtype(dtype))),
+                         refit_output=cfg["refit_output"])
         return self._finish(result, st, be, cfg)
 
     def _prepare(self, X: Any, y: Any, X_val: Any, y_val: Any, callback: Any, resume: Any,
@@ -506,6 +520,9 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         first = (n_features,) if self.conv is None else (self.conv.n_in, self.conv.n_out)
         widths = first + cfg["hidden"] + (len(self.classes_),)
         compress, tau = self._checked_compression(widths)
+        if cfg["refit_output"] and len(widths) - 2 in compress:
+            raise ValueError(f"refit_output=True replaces the output layer {len(widths) - 2} by a dense least-squares "
+                             f"fit, but compress[{len(widths) - 2}] compresses it: drop one of them")
         for i, t in tau.items():
             check_within_run(t, f"tau[{i}]", cfg["max_iter"], allow_zero=True)
         validation, xv, lv = self._validation_data(X_val, y_val, n_features, cfg["be"], cfg["dtype"])

@@ -21,6 +21,7 @@ from ..result import History, SolveResult, Status
 from .blocks import REPORTED_KINDS, Workspace
 from .checkpoint import Progress
 from .objective import forward, net_metrics, objective_terms
+from .readout import ReadoutSums, features, join, readout_loss, readout_sums, solve_readout, split
 from .state import BCDState, Hyper, Schedules, last_change
 from .sweep import sweep
 
@@ -92,6 +93,13 @@ class Engine:
     def monitor(self, st: BCDState, hp: Hyper) -> Dict[str, float]:
         """The record of a monitored iteration (:func:`monitor`)."""
         return monitor(st, hp, self.be, self.ws, self.labels, self.validation)
+
+    def readout_sums(self, st: BCDState) -> ReadoutSums:
+        """The sums of the output layer's least-squares refit over the training samples
+        (:mod:`nnbcd.bcd.readout`), with the deployed hidden layers. May raise :class:`SweepFailed`."""
+        deployed = [st.deployed(i) for i in range(st.n_layers)]
+        H = features(deployed, st.b, st.X, self.be, st.conv, st.patches)
+        return readout_sums(H, st.Y, st.b[-1] is not None, self.be)
 
 
 def monitor(st: BCDState, hp: Hyper, be: Backend, ws: Workspace, labels: Any,
@@ -212,7 +220,7 @@ def _structure_record(st: BCDState) -> Dict[str, float]:
 def run(st: BCDState, hp: Hyper, engine: Engine, *, max_iter: int, tol: Optional[float], monitor_every: int,
         callback: Optional[Callable[[SolveResult], Any]], verbose: bool,
         schedules: Optional[Schedules] = None, start: Optional[Progress] = None,
-        checkpoint: Optional[Callable[[BCDState, Progress], Any]] = None) -> SolveResult:
+        checkpoint: Optional[Callable[[BCDState, Progress], Any]] = None, refit_output: bool = False) -> SolveResult:
     r"""Sweep until a stopping rule holds.
 
     Parameters
@@ -249,6 +257,9 @@ def run(st: BCDState, hp: Hyper, engine: Engine, *, max_iter: int, tol: Optional
     checkpoint : callable, optional
         ``checkpoint(st, progress)`` after every complete sweep that did not stop the run by ``tol``,
         before ``callback``: ``st`` and ``progress`` are then exactly what resuming needs.
+    refit_output : bool
+        After the last sweep, whatever the status, replace the output layer by the least-squares fit on the
+        deployed features (:func:`refit_output_layer`); checkpoints hold the iterate before it.
 
     Returns
     -------
@@ -257,6 +268,7 @@ def run(st: BCDState, hp: Hyper, engine: Engine, *, max_iter: int, tol: Optional
         record each (the failed sweep's record included) with the values of the sweep (``gamma``,
         ``rho``, ``tau_i``, ``rank_i``, ``sparsity_i``), and ``constant_from``. The history has the
         :data:`HISTORY_COLUMNS` even when no sweep ran (``nit == 0``, status 1, ``fun`` NaN): empty.
+        With ``refit_output``, ``output_refit`` holds :func:`refit_output_layer`'s record (``None`` without).
     """
     from tqdm.auto import tqdm
 
@@ -336,7 +348,73 @@ def run(st: BCDState, hp: Hyper, engine: Engine, *, max_iter: int, tol: Optional
     if interrupt.caught:  # it may have landed mid-sweep: go back to the last complete one
         status, nit = Status.INTERRUPTED, history.n_iter
         _restore(st, complete)
-    return SolveResult.finished(status, **_fields(st, history, nit, fun, total, settled))
+    refit = refit_output_layer(st, engine, hp.kappa) if refit_output else None
+    return SolveResult.finished(status, **dict(_fields(st, history, nit, fun, total, settled), output_refit=refit))
+
+
+def refit_output_layer(st: BCDState, engine: Engine, kappa: float) -> Dict[str, Any]:
+    r"""Replace ``st``'s output layer :math:`(W_L, b_L)` by the least-squares fit of the training targets on the
+    deployed network's features (:mod:`nnbcd.bcd.readout`), in place, unless that would not lower the
+    training loss (in the computation's dtype) or cannot be done.
+
+    Parameters
+    ----------
+    st : BCDState
+        Its output layer is not compressed.
+    engine : Engine
+        Sums over the training samples (:meth:`Engine.readout_sums`); its ``validation`` is scored.
+    kappa : float
+        κ of the run: the losses are weighted as the history's ``loss``.
+
+    Returns
+    -------
+    dict
+        ``refit`` (bool: the output layer was replaced), ``loss_before`` / ``loss`` (the deployed network's
+        training loss before and after; equal when not replaced), with validation data ``val_loss_before``,
+        ``val_acc_before``, ``val_loss``, ``val_acc``, and ``reason`` when not replaced: a lost shard or a
+        second Ctrl-C during the refit, a non-finite solution, or no decrease (the output layer was already
+        the least-squares one to the dtype's precision).
+    """
+    be, dtype = engine.be, st.W[-1].dtype
+    before = join(st.W[-1], st.b[-1], be)
+    rec: Dict[str, Any] = {"refit": False}
+    with _CatchInterrupt() as interrupt:
+        try:
+            sums = engine.readout_sums(st)
+        except SweepFailed as exc:
+            sums, rec["reason"] = None, f"the training data could not be read: {exc}"
+    if interrupt.caught:
+        sums, rec["reason"] = None, "interrupted (KeyboardInterrupt) while summing the features"
+    if sums is not None:
+        rec["loss_before"] = rec["loss"] = kappa * readout_loss(sums, before)
+        with np.errstate(over="ignore", invalid="ignore"):
+            coef = solve_readout(sums).astype(dtype).astype(np.float64)  # judged as the network will hold it
+        loss = kappa * readout_loss(sums, coef) if np.isfinite(coef).all() else math.nan
+        if not loss < rec["loss_before"]:
+            rec["reason"] = ("the least-squares output layer is not finite" if math.isnan(loss) else
+                             "no decrease: the output layer is already the least-squares one to the dtype's precision")
+        else:
+            val_before = _validation_metrics(st, engine, kappa)
+            w, b = split(coef, st.b[-1] is not None)
+            st.W[-1] = be.asarray(w, dtype)
+            if b is not None:
+                st.b[-1] = be.asarray(b, dtype)
+            rec.update(refit=True, loss=loss)
+            rec.update({f"{k}_before": v for k, v in val_before.items()})
+    rec.update(_validation_metrics(st, engine, kappa))
+    return rec
+
+
+def _validation_metrics(st: BCDState, engine: Engine, kappa: float) -> Dict[str, float]:
+    """``val_loss`` and ``val_acc`` of the deployed network on the engine's validation data (none without)."""
+    validation = engine.validation
+    if validation is None:
+        return {}
+    kappa = 1.0 if kappa == 1.0 else 1.0 / validation.x.shape[1]
+    out = forward([st.deployed(i) for i in range(st.n_layers)], st.b, validation.x, engine.be, st.conv,
+                  validation.patches)
+    metrics = net_metrics(out, validation.y, validation.labels, kappa, engine.be)
+    return {"val_loss": metrics["loss"], "val_acc": metrics["acc"]}
 
 
 def _fields(st: BCDState, history: History, nit: int, fun: float, total: float,
@@ -350,7 +428,7 @@ def _fields(st: BCDState, history: History, nit: int, fun: float, total: float,
     }
     compression = {i: dict(c.info, n_params=c.n_params) for i, c in st.Wt.items()}
     return dict(x=x, nit=nit, fun=fun, history=history, time=total, compression=compression,
-                constant_from=settled)
+                constant_from=settled, output_refit=None)  # the refit follows the last sweep
 
 
 class _CatchInterrupt:

@@ -22,10 +22,12 @@ from ..backend import Backend
 from ..bcd.blocks import WeightStatistics, Workspace
 from ..bcd.loop import Engine, Scored, SweepFailed, deployed_metrics
 from ..bcd.objective import coupling_terms, metrics_from_sums, with_objective
+from ..bcd.readout import ReadoutSums, add_readout_sums
 from ..bcd.state import BCDState, Hyper
 from ..bcd.sweep import block_schedule, new_record, timed_update
 from ..result import Status
-from .shards import ShardStateLost, Weights, add_reports, add_sums, shard_monitor, shard_round, shard_save
+from .shards import (ShardStateLost, Weights, add_reports, add_sums, shard_monitor, shard_readout, shard_round,
+                     shard_save)
 
 
 class ReducedWorkspace(Workspace):
@@ -222,3 +224,11 @@ class DaskEngine(Engine):
         rec.update(metrics_from_sums(total["sums"], hp.kappa))
         rec.update(deployed_metrics(st, hp, self.be, [st.deployed(i) for i in range(st.n_layers)], self.validation))
         return rec
+
+    def readout_sums(self, st: BCDState) -> ReadoutSums:
+        """The output layer refit's sums, each shard's (:func:`~nnbcd.dask.shards.shard_readout`) added on the
+        workers; raises :class:`~nnbcd.bcd.loop.SweepFailed` when a shard is lost."""
+        deployed = [self.be.to_numpy(st.deployed(i)) for i in range(st.n_layers)]
+        total = self._reduce(self._submit(shard_readout, self.broadcast(deployed)), add_readout_sums)
+        self.bytes_received += total.G.nbytes + total.R.nbytes
+        return total

@@ -264,7 +264,8 @@ class DaskNNBCD(NNBCD):
                          schedules=schedules,
                          start=None if saved is None else saved.progress,
                          checkpoint=_checkpointer(cfg, be, params, data, dtype_name,
-                                                  columns=_shard_writer(engine, shape[0])))
+                                                  columns=_shard_writer(engine, shape[0])),
+                         refit_output=cfg["refit_output"])
         finally:  # the shards' U, V leave the workers' memory
             for shard in shards:
                 shard.release()

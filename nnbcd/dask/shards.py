@@ -5,7 +5,7 @@ A shard is an ordinary :class:`~nnbcd.bcd.state.BCDState` holding its samples' c
 per-sample blocks of :data:`~nnbcd.bcd.blocks.BLOCK_TABLE` (``V_out``, ``U_out``, ``V``, ``U``) run on it
 unchanged, and :func:`~nnbcd.bcd.blocks.weight_statistics` gives the sums the W-blocks need. A shard
 lives in one worker's memory for the whole run; the functions here are the tasks the client submits
-on it (:func:`shard_round`, :func:`shard_monitor`) and the additions of their reports
+on it (:func:`shard_round`, :func:`shard_monitor`, :func:`shard_readout`) and the additions of their reports
 (:func:`add_reports`, :func:`add_sums`), which run on the workers as a tree. Every task mutates its shard
 in place, so each carries the number of rounds the shard has seen: a shard rebuilt by Dask from its
 inputs (after its worker died) is at round 0 and refuses the task (:class:`ShardStateLost`) instead
@@ -26,6 +26,7 @@ from ..backend import Backend, get_backend
 from ..bcd import checkpoint as ckpt
 from ..bcd.blocks import BLOCK_TABLE, WeightStatistics, Workspace
 from ..bcd.objective import forward, metric_sums, sample_terms
+from ..bcd.readout import ReadoutSums, features, readout_sums
 from ..bcd.state import BCDState, Hyper
 from ..bcd.sweep import new_record, timed_update
 
@@ -325,6 +326,30 @@ def shard_monitor(shard: Shard, expected: int, weights: Weights, deployed: List[
     terms = sample_terms(st, hp, be, ws.prod)
     out = forward([be.asarray(w, st.X.dtype) for w in deployed], st.b, st.X, be, st.conv, st.patches)
     return {"terms": terms, "sums": metric_sums(out, st.Y, shard.labels, be)}
+
+
+def shard_readout(shard: Shard, expected: int, weights: Weights, deployed: List[np.ndarray]) -> ReadoutSums:
+    """A shard's sums of the output layer's least-squares refit (:mod:`nnbcd.bcd.readout`) on its samples.
+
+    Parameters
+    ----------
+    shard : Shard
+    expected : int
+        As :func:`shard_round`.
+    weights : dict
+        New ``(W_i, b_i)`` to take first.
+    deployed : list of ndarray
+        The deployed weight of each layer.
+
+    Returns
+    -------
+    ReadoutSums
+    """
+    _check_round(shard, expected)
+    st, be = shard.st, shard.be
+    _apply(shard, weights)
+    H = features([be.asarray(w, st.X.dtype) for w in deployed], st.b, st.X, be, st.conv, st.patches)
+    return readout_sums(H, st.Y, st.b[-1] is not None, be)
 
 
 def add_sums(a: Dict[str, Any], b: Dict[str, Any]) -> Dict[str, Any]:

@@ -352,6 +352,8 @@ def run(config: Mapping[str, Any], out_dir: "str | Path", *, quiet: bool = False
         "constant_from": res.constant_from,
     }
     summary.update(_convergence(model))
+    if res.output_refit is not None:  # test_acc is the refit network's; say what the sweeps alone gave
+        summary["output_refit"] = {k: round(v, 4) if isinstance(v, float) else v for k, v in res.output_refit.items()}
     for key in ("cr_1", "cr_2", "cr_honest", "true_sparsity"):
         if key in h:
             summary[key] = float(h[key][-1])
