@@ -15,7 +15,7 @@ preset's training split (with its shifted copies, as trained), prints and writes
   the coupling terms are measured at: ReLU's homogeneity leaves it free);
 * ``readout``: train and test accuracy of the output layer refit by least squares on the deployed features
   (``refit_output=True``, :mod:`nnbcd.bcd.readout`), plain (λ = 0, what the solver does) and ridge-regularised
-  with λ·mean(diag G) added to the Gram's diagonal, to show how the refit depends on regularisation.
+  with λ·mean(diag G) added to the Gram G = H̄H̄ᵀ's diagonal, to show how the refit depends on regularisation.
 
 docs/compression.md ("Over-relaxed blocks", "Output-layer refit") reads the MNIST-5k TT preset's checkpoints
 with it.
@@ -31,7 +31,7 @@ from _timing import write_result
 
 from nnbcd.backend import get_backend
 from nnbcd.bcd import checkpoint as ckpt
-from nnbcd.bcd.readout import ReadoutSums, readout_sums, solve_readout, split
+from nnbcd.bcd.readout import ReadoutFactor, combine_readout, readout_factor, solve_readout, split
 from nnbcd.runners import nnbcd as runner
 from nnbcd.runners.schema import load_data
 
@@ -69,11 +69,15 @@ def _readout(H: np.ndarray, labels: np.ndarray, H_test: np.ndarray, labels_test:
              bias: bool) -> List[Dict[str, float]]:
     """Train / test accuracy of the least-squares output layer on features ``H``, per ridge weight."""
     be = get_backend("numpy")
-    sums = readout_sums(H, np.eye(labels.max() + 1)[labels].T, bias, be)
+    factor = readout_factor(H, np.eye(labels.max() + 1)[labels].T, bias, be)
+    R11 = factor.R[:, :factor.width]
+    mean_diag = float(np.mean(np.sum(R11 ** 2, axis=0)))  # mean diagonal of the Gram H̄H̄ᵀ
     rows = []
-    for lam in RIDGE:
-        G = sums.G + lam * np.mean(np.diag(sums.G)) * np.eye(len(sums.G))
-        w, b = split(solve_readout(ReadoutSums(G, sums.R, sums.yy)), bias)
+    for lam in RIDGE:  # ridge: the rows sqrt(λ·mean_diag)·I with targets 0, stacked under the samples
+        prior = np.zeros((factor.width, factor.R.shape[1]))
+        prior[:, :factor.width] = np.sqrt(lam * mean_diag) * np.eye(factor.width)
+        ridge = combine_readout(factor, ReadoutFactor(prior, factor.width, factor.width, True))
+        w, b = split(solve_readout(ridge), bias)
         score = (lambda F, lab: float(np.mean((w @ F + (0 if b is None else b[:, None])).argmax(0) == lab)))
         rows.append({"ridge": lam, "train_acc": score(H, labels), "test_acc": score(H_test, labels_test)})
     return rows

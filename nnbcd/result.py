@@ -216,8 +216,8 @@ class SolveResult(dict):
         payload["history"] = self["history"].to_dict()
         if self.get("compression"):
             payload["compression"] = {str(k): v for k, v in self["compression"].items()}
-        if self.get("output_refit") is not None:  # NaN losses (a diverged run's) are null, as in the history
-            payload["output_refit"] = {k: None if isinstance(v, float) and math.isnan(v) else v
+        if self.get("output_refit") is not None:  # a diverged run's NaN / Inf losses are null, as in the history
+            payload["output_refit"] = {k: None if isinstance(v, float) and not math.isfinite(v) else v
                                        for k, v in self["output_refit"].items()}
         write_json_atomic(path, payload, default=float)
 

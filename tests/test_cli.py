@@ -331,7 +331,8 @@ def test_resume_with_set_runs_longer_and_refuses_other_changes(tmp_path, capsys)
     stored = (tmp_path / "short" / "preset.json").read_bytes()
     # a change the checkpoint does not allow is refused by name, and the stored preset is kept
     before = {p.name: p.read_bytes() for p in (tmp_path / "short").iterdir()}
-    for change, match in [("model.gamma=0.7", "gamma"), ("data.seed=3", "other data")]:
+    for change, match in [("model.gamma=0.7", "gamma"), ("data.seed=3", "[data] differs (data.seed: checkpoint 0, now 3)"),
+                          ("data.augment_shifts=1", "data.augment_shifts: checkpoint not set, now 1")]:
         assert main(["solve", "--resume", str(tmp_path / "short"), "--set", change, "--quiet"]) == 2
         assert match in capsys.readouterr().err
         # refused before anything is touched: the run's results, checkpoint and stored preset are kept

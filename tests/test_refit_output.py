@@ -164,15 +164,19 @@ def _bar(H, bias):
     return np.vstack([H, np.ones((1, H.shape[1]))]) if bias else H
 
 
+def _gram_of(factor):
+    return factor.R.T @ factor.R
+
+
 @pytest.mark.parametrize("bias", [False, True], ids=["nobias", "bias"])
-def test_sums_are_the_gram_products(backend, bias):
+def test_factor_is_an_r_factor_of_the_samples(backend, bias):
+    """RᵀR is the Gram of [H̄ᵀ Yᵀ] (an R factor is unique up to row signs) and R is upper triangular."""
     H, Yk = _random()
-    s = ro.readout_sums(backend.asarray(H), backend.asarray(Yk), bias, backend)
-    A = _bar(H, bias)
-    np.testing.assert_allclose(s.G, A @ A.T, rtol=1e-13, atol=1e-12)
-    np.testing.assert_allclose(s.R, Yk @ A.T, rtol=1e-13, atol=1e-12)
-    assert s.yy == pytest.approx(float(np.sum(Yk ** 2)), rel=1e-14)
-    assert s.G.dtype == s.R.dtype == np.float64 and s.G.shape == (A.shape[0],) * 2
+    f = ro.readout_factor(backend.asarray(H), backend.asarray(Yk), bias, backend)
+    M = np.vstack([_bar(H, bias), Yk])
+    np.testing.assert_allclose(_gram_of(f), M @ M.T, rtol=1e-12, atol=1e-11)
+    assert np.array_equal(f.R, np.triu(f.R)) and f.R.dtype == np.float64
+    assert (f.width, f.n, f.finite) == (H.shape[0] + bias, H.shape[1], True)
 
 
 @pytest.mark.parametrize("bias", [False, True], ids=["nobias", "bias"])
@@ -191,7 +195,7 @@ def test_solve_readout_is_lstsq(bias, case):
     elif case == "float32":  # float32 features are summed in float64
         H, Yk = H.astype(np.float32), Yk.astype(np.float32)
     be = get_backend("numpy")
-    sums = ro.readout_sums(H, Yk, bias, be)
+    sums = ro.readout_factor(H, Yk, bias, be)
     coef = ro.solve_readout(sums)
     A = _bar(H.astype(np.float64), bias)
     ref = np.linalg.lstsq(A.T, Yk.astype(np.float64).T, rcond=None)[0].T
@@ -218,20 +222,20 @@ def _rank_deficient(case):
 def test_rank_deficient_features_fit_lstsqs_values(case, bias):
     """Any least-squares solution gives lstsq's fitted values and loss (the wide one interpolates)."""
     H, Yk = _rank_deficient(case)
-    sums = ro.readout_sums(H, Yk, bias, get_backend("numpy"))
+    sums = ro.readout_factor(H, Yk, bias, get_backend("numpy"))
     coef = ro.solve_readout(sums)
     A = _bar(H, bias)
     ref = np.linalg.lstsq(A.T, Yk.T, rcond=None)[0].T
     np.testing.assert_allclose(coef @ A, ref @ A, rtol=0, atol=1e-10 * np.abs(ref @ A).max())
     want = 0.5 * np.sum((ref @ A - Yk) ** 2)
-    assert abs(ro.readout_loss(sums, coef) - want) <= 1e-12 * max(want, sums.yy)
+    assert abs(ro.readout_loss(sums, coef) - want) <= 1e-12 * max(want, float(np.sum(Yk ** 2)))
 
 
 @pytest.mark.parametrize("case", ["scaled-duplicate", "wide"])
 def test_rank_deficient_features_minimum_norm(case):
-    """The null space of the Jacobi-scaled Gram, mapped back, is taken out: lstsq's minimum-norm solution."""
+    """The pseudo-inverse of R₁₁ (SVD, lstsq's cut-off): lstsq's minimum-norm solution."""
     H, Yk = _rank_deficient(case)
-    coef = ro.solve_readout(ro.readout_sums(H, Yk, False, get_backend("numpy")))
+    coef = ro.solve_readout(ro.readout_factor(H, Yk, False, get_backend("numpy")))
     ref = np.linalg.lstsq(H.T, Yk.T, rcond=None)[0].T
     np.testing.assert_allclose(coef, ref, rtol=1e-8, atol=1e-10)
 
@@ -239,7 +243,7 @@ def test_rank_deficient_features_minimum_norm(case):
 @pytest.mark.parametrize("bias", [False, True], ids=["nobias", "bias"])
 def test_readout_loss_is_the_direct_loss(bias):
     H, Yk = _random()
-    sums = ro.readout_sums(H, Yk, bias, get_backend("numpy"))
+    sums = ro.readout_factor(H, Yk, bias, get_backend("numpy"))
     A = _bar(H, bias)
     for coef in (np.random.default_rng(1).standard_normal((3, A.shape[0])), np.zeros((3, A.shape[0])),
                  ro.solve_readout(sums)):
@@ -247,24 +251,20 @@ def test_readout_loss_is_the_direct_loss(bias):
 
 
 @pytest.mark.parametrize("bias", [False, True], ids=["nobias", "bias"])
-def test_sums_of_a_split_and_of_blocks_are_the_sums_of_the_whole(bias, monkeypatch):
+def test_factors_of_a_split_and_of_blocks_combine_to_the_whole(bias, monkeypatch):
     H, Yk = _random(n=53)
     be = get_backend("numpy")
-    whole = ro.readout_sums(H, Yk, bias, be)
-    parts = [ro.readout_sums(H[:, a:b], Yk[:, a:b], bias, be) for a, b in ((0, 20), (20, 21), (21, 53))]
-    total = ro.add_readout_sums(ro.add_readout_sums(parts[0], parts[1]), parts[2])
+    parts = [ro.readout_factor(H[:, a:b], Yk[:, a:b], bias, be) for a, b in ((0, 20), (20, 21), (21, 53))]
+    total = ro.combine_readout(ro.combine_readout(parts[0], parts[1]), parts[2])
     A = _bar(H, bias)
-    for got in (total,):
-        np.testing.assert_allclose(got.G, A @ A.T, rtol=1e-13, atol=1e-12)
-        np.testing.assert_allclose(got.R, Yk @ A.T, rtol=1e-13, atol=1e-12)
-        assert got.yy == pytest.approx(whole.yy, rel=1e-14)
+    M = np.vstack([A, Yk])
+    ref = np.linalg.lstsq(A.T, Yk.T, rcond=None)[0].T
+    assert total.n == 53 and parts[1].R.shape[0] == 1  # one sample: a one-row factor
     monkeypatch.setattr(ro, "BLOCK", 7)  # 8 blocks, the last one of 4 samples
-    blocked = ro.readout_sums(H, Yk, bias, be)
-    np.testing.assert_allclose(blocked.G, A @ A.T, rtol=1e-13, atol=1e-12)
-    np.testing.assert_allclose(blocked.R, Yk @ A.T, rtol=1e-13, atol=1e-12)
-    assert blocked.yy == pytest.approx(float(np.sum(Yk ** 2)), rel=1e-14)
-    np.testing.assert_allclose(ro.solve_readout(blocked), np.linalg.lstsq(A.T, Yk.T, rcond=None)[0].T,
-                               rtol=1e-10, atol=1e-12)
+    blocked = ro.readout_factor(H, Yk, bias, be)
+    for got in (total, blocked):
+        np.testing.assert_allclose(_gram_of(got), M @ M.T, rtol=1e-12, atol=1e-11)
+        np.testing.assert_allclose(ro.solve_readout(got), ref, rtol=1e-10, atol=1e-12)
 
 
 def test_features_is_the_hidden_forward_pass():
@@ -399,13 +399,11 @@ def test_interrupted_sums_keep_the_output_layer(monkeypatch):
         raise KeyboardInterrupt
 
     plain = _fit(False, bias=True)
-    monkeypatch.setattr(loop.Engine, "readout_sums", interrupted)
+    monkeypatch.setattr(loop.Engine, "readout_factor", interrupted)
     model = _fit(True, bias=True)
     rec = model.result_.output_refit
     assert rec["refit"] is False and "KeyboardInterrupt" in rec["reason"]
-    assert "loss_before" not in rec and "loss" not in rec
-    assert rec["val_acc"] == plain.score(XV, YV) == model.score(XV, YV)
-    assert rec["val_loss"] == pytest.approx(_loss(plain.coefs_, plain.intercepts_, XV, YV, 1.0), rel=1e-9)
+    assert np.isnan(rec["loss_before"]) and np.isnan(rec["loss"]) and "val_acc" not in rec
     assert model.result_.status == plain.result_.status
     for a, b in zip(model.coefs_ + model.intercepts_, plain.coefs_ + plain.intercepts_):
         assert np.array_equal(a, b)
@@ -416,7 +414,7 @@ def test_unreadable_data_keeps_the_output_layer(monkeypatch):
         raise loop.SweepFailed(loop.Status.NON_FINITE, "shard 1 was lost")
 
     plain = _fit(False, bias=True)
-    monkeypatch.setattr(loop.Engine, "readout_sums", lost)
+    monkeypatch.setattr(loop.Engine, "readout_factor", lost)
     model = _fit(True, bias=True)
     rec = model.result_.output_refit
     assert rec["refit"] is False and "shard 1 was lost" in rec["reason"]
@@ -426,14 +424,62 @@ def test_unreadable_data_keeps_the_output_layer(monkeypatch):
 
 def test_a_non_finite_solution_keeps_the_output_layer(monkeypatch):
     plain = _fit(False, bias=True)
-    monkeypatch.setattr(loop, "solve_readout", lambda sums: np.full(sums.R.shape, np.nan))
+    monkeypatch.setattr(loop, "solve_readout", lambda f: np.full((f.R.shape[1] - f.width, f.width), np.nan))
     model = _fit(True, bias=True)
     rec = model.result_.output_refit
-    assert rec["refit"] is False and "not finite" in rec["reason"]
+    assert rec["refit"] is False and "overflows" in rec["reason"]
     assert rec["loss"] == rec["loss_before"] == pytest.approx(_loss(plain.coefs_, plain.intercepts_, X, Y, 1.0),
                                                               rel=1e-9)
     for a, b in zip(model.coefs_ + model.intercepts_, plain.coefs_ + plain.intercepts_):
         assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("where", ["solve", "validation"])
+def test_a_ctrl_c_anywhere_in_the_refit_keeps_the_fit(monkeypatch, where):
+    """A KeyboardInterrupt in the solve keeps the sweeps' output layer; in the last validation pass, the refit
+    layer (only the validation scores are left out). Either way fit returns (an hour of sweeps is not lost)."""
+    plain = _fit(False, bias=True)
+    exact = _fit(True, bias=True)
+    if where == "solve":
+        def interrupted(factor):
+            raise KeyboardInterrupt
+        monkeypatch.setattr(loop, "solve_readout", interrupted)
+    else:
+        calls = []
+        real = loop._validation_metrics
+
+        def interrupted(*args):  # the second call scores the refit network
+            calls.append(1)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+            return real(*args)
+        monkeypatch.setattr(loop, "_validation_metrics", interrupted)
+    model = _fit(True, bias=True)
+    rec = model.result_.output_refit
+    want = plain if where == "solve" else exact
+    for a, b in zip(model.coefs_ + model.intercepts_, want.coefs_ + want.intercepts_):
+        assert np.array_equal(a, b)
+    if where == "solve":
+        assert rec["refit"] is False and "KeyboardInterrupt" in rec["reason"]
+    else:
+        assert rec["refit"] is True and "val_acc" not in rec and "val_acc_before" in rec
+
+
+def test_nearly_collinear_features_are_resolved_as_lstsq_resolves_them():
+    """An orthogonal factorisation, not the normal equations: a unit equal to another plus 1e-9 noise keeps
+    its direction (the Gram's cut-off would drop it), so the loss is lstsq's."""
+    H, Yk = _random(d=6, n=200)
+    H = np.vstack([H, H[:1] + 1e-9 * np.random.default_rng(5).standard_normal((1, 200))])
+    f = ro.readout_factor(H, Yk, True, get_backend("numpy"))
+    A = _bar(H, True)
+    ref = np.linalg.lstsq(A.T, Yk.T, rcond=None)[0].T
+    assert ro.readout_loss(f, ro.solve_readout(f)) == pytest.approx(0.5 * np.sum((ref @ A - Yk) ** 2), rel=1e-9)
+
+
+def test_as_many_inputs_as_samples_warns():
+    with pytest.warns(UserWarning, match="refit_output: the output layer has 33 inputs .* 30 training samples"):
+        model = _fit(True, X_=X[:30], y_=Y[:30], bias=True, val=False)
+    assert model.result_.output_refit["refit"] is True
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -527,6 +573,22 @@ def test_cli_summary_and_result(tmp_path, capsys):
     # val_acc is an accuracy on the preset's test split: a multiple of 1/N_test
     n_test = len(nd.load_digits(test_size=0.25, seed=0)[3])
     assert saved["val_acc"] * n_test == pytest.approx(round(saved["val_acc"] * n_test), abs=1e-9)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_cli_summary_of_a_diverged_run_is_json(tmp_path, capsys):
+    """A diverged run's refit record has non-finite losses (NaN: features not finite; Inf: a validation loss
+    that overflows): the printed summary and result.json have null there."""
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+    for scale, dtype in (("1e30", "float32"), ("1e20", "float32")):  # features NaN; the validation loss Inf
+        out = tmp_path / f"run{scale}"
+        argv = ["solve", DIGITS, "--out", str(out), "--quiet", *CLI_SET, "--set", "model.refit_output=true",
+                "--set", f"model.init_scale={scale}", "--set", "model.init='normal'", "--set", f"model.dtype='{dtype}'"]
+        assert main(argv) == 0
+        summary = json.loads(capsys.readouterr().out.split("results written")[0], parse_constant=refuse)
+        saved = json.loads((out / "result.json").read_text(), parse_constant=refuse)["output_refit"]
+        assert None in summary["output_refit"].values() and None in saved.values()
 
 
 def test_cli_resume_with_refit_prints_the_warning_as_one_line(tmp_path, capsys):

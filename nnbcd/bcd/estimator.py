@@ -111,9 +111,13 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         compute (:mod:`nnbcd.bcd.readout`; beyond the paper). The sweeps fit :math:`W_L` to the auxiliary
         :math:`V_{L-1}` instead, which the coupling terms let drift from :math:`H`; the refit is that
         layer's exact block of the deployed loss, so the training loss cannot rise (the layer is kept when
-        it would not fall). The hidden layers and the checkpoints (the iterate before the refit) are
-        unchanged; ``result_.output_refit`` records the losses (and validation metrics) before and after.
-        The output layer must not be compressed. Default False (the paper's algorithm).
+        it would not fall). The hidden layers and the checkpoints (the iterate before the refit: ``resume``
+        continues the sweeps from there, ``warm_start`` from the refit layer) are unchanged, and so are
+        ``result_.fun`` and the history (the sweeps' records: ``history["acc"]`` is the network before the refit,
+        :meth:`score` the one after) and ``state_``'s ``U``, ``V``; ``result_.output_refit`` records the training
+        loss and the validation metrics before and after. With at least as many output-layer inputs (plus
+        the bias) as samples the layer interpolates the training targets (``UserWarning``). The output layer
+        must not be compressed. Default False (the paper's algorithm).
     compress : mapping {int: Compression}, optional
         Compression spec per layer, keyed by layer ``0..L-1``. One spec object shared by several layers
         is one group (e.g. global pruning). A conv layer 0 is not compressed. A spec with an exact block

@@ -9,7 +9,7 @@ import math
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from ..result import History, SolveResult, Status
 from .blocks import REPORTED_KINDS, Workspace
 from .checkpoint import Progress
 from .objective import forward, net_metrics, objective_terms
-from .readout import ReadoutSums, features, join, readout_loss, readout_sums, solve_readout, split
+from .readout import ReadoutFactor, features, join, readout_factor, readout_loss, solve_readout, split
 from .state import BCDState, Hyper, Schedules, last_change
 from .sweep import sweep
 
@@ -94,12 +94,12 @@ class Engine:
         """The record of a monitored iteration (:func:`monitor`)."""
         return monitor(st, hp, self.be, self.ws, self.labels, self.validation)
 
-    def readout_sums(self, st: BCDState) -> ReadoutSums:
-        """The sums of the output layer's least-squares refit over the training samples
-        (:mod:`nnbcd.bcd.readout`), with the deployed hidden layers. May raise :class:`SweepFailed`."""
+    def readout_factor(self, st: BCDState) -> ReadoutFactor:
+        """The training samples reduced for the output layer's least-squares refit (:mod:`nnbcd.bcd.readout`),
+        with the deployed hidden layers. May raise :class:`SweepFailed`."""
         deployed = [st.deployed(i) for i in range(st.n_layers)]
         H = features(deployed, st.b, st.X, self.be, st.conv, st.patches)
-        return readout_sums(H, st.Y, st.b[-1] is not None, self.be)
+        return readout_factor(H, st.Y, st.b[-1] is not None, self.be)
 
 
 def monitor(st: BCDState, hp: Hyper, be: Backend, ws: Workspace, labels: Any,
@@ -277,8 +277,9 @@ def run(st: BCDState, hp: Hyper, engine: Engine, *, max_iter: int, tol: Optional
     status = Status.MAX_ITER
     nit = history.n_iter
     if nit and nit >= max_iter:
-        warnings.warn(f"max_iter={max_iter} but the resumed iterate has {nit} sweeps already: no sweep runs and it "
-                      "is returned as it is (raise max_iter to continue it)", UserWarning, stacklevel=3)
+        then = "only its output layer is refit (refit_output)" if refit_output else "it is returned as it is"
+        warnings.warn(f"max_iter={max_iter} but the resumed iterate has {nit} sweeps already: no sweep runs and {then} "
+                      "(raise max_iter to continue it)", UserWarning, stacklevel=3)
     last_good = _snapshot(st)
     complete = last_good  # the iterate of the last sweep whose history record was appended
     if schedules is None:
@@ -362,47 +363,71 @@ def refit_output_layer(st: BCDState, engine: Engine, kappa: float) -> Dict[str, 
     st : BCDState
         Its output layer is not compressed.
     engine : Engine
-        Sums over the training samples (:meth:`Engine.readout_sums`); its ``validation`` is scored.
+        Reduces the training samples (:meth:`Engine.readout_factor`); its ``validation`` is scored.
     kappa : float
         κ of the run: the losses are weighted as the history's ``loss``.
 
     Returns
     -------
     dict
-        ``refit`` (bool: the output layer was replaced), ``loss_before`` / ``loss`` (the deployed network's
-        training loss before and after; equal when not replaced), with validation data ``val_loss_before``,
-        ``val_acc_before``, ``val_loss``, ``val_acc``, and ``reason`` when not replaced: a lost shard or a
-        second Ctrl-C during the refit, a non-finite solution, or no decrease (the output layer was already
-        the least-squares one to the dtype's precision).
+        ``refit`` (bool: the output layer was replaced); ``loss_before`` / ``loss``, the deployed network's
+        training loss before and after (equal when not replaced; NaN when not known: a lost shard, an
+        interruption, non-finite features); with validation data ``val_loss``, ``val_acc`` of the network
+        returned and, when replaced, ``val_loss_before``, ``val_acc_before``; and ``reason`` when not
+        replaced: a lost shard or a Ctrl-C during the refit (the run's work is kept), non-finite features
+        (a diverged run), or no decrease (the output layer was already the least-squares one to the dtype's
+        precision).
+
+    Warns
+    -----
+    UserWarning
+        When the output layer has at least as many inputs (with the bias) as there are training samples:
+        the least-squares layer then fits the training targets exactly.
     """
-    be, dtype = engine.be, st.W[-1].dtype
-    before = join(st.W[-1], st.b[-1], be)
-    rec: Dict[str, Any] = {"refit": False}
-    with _CatchInterrupt() as interrupt:
+    rec: Dict[str, Any] = {"refit": False, "loss_before": math.nan, "loss": math.nan}
+    new = None
+    with _CatchInterrupt() as interrupt:  # the sweeps' work must survive a Ctrl-C here
         try:
-            sums = engine.readout_sums(st)
+            new = _least_squares_output(st, engine, kappa, rec)
         except SweepFailed as exc:
-            sums, rec["reason"] = None, f"the training data could not be read: {exc}"
+            rec["reason"] = f"the training data could not be read: {exc}"
     if interrupt.caught:
-        sums, rec["reason"] = None, "interrupted (KeyboardInterrupt) while summing the features"
-    if sums is not None:
-        rec["loss_before"] = rec["loss"] = kappa * readout_loss(sums, before)
-        with np.errstate(over="ignore", invalid="ignore"):
-            coef = solve_readout(sums).astype(dtype).astype(np.float64)  # judged as the network will hold it
-        loss = kappa * readout_loss(sums, coef) if np.isfinite(coef).all() else math.nan
-        if not loss < rec["loss_before"]:
-            rec["reason"] = ("the least-squares output layer is not finite" if math.isnan(loss) else
-                             "no decrease: the output layer is already the least-squares one to the dtype's precision")
-        else:
-            val_before = _validation_metrics(st, engine, kappa)
-            w, b = split(coef, st.b[-1] is not None)
-            st.W[-1] = be.asarray(w, dtype)
-            if b is not None:
-                st.b[-1] = be.asarray(b, dtype)
-            rec.update(refit=True, loss=loss)
-            rec.update({f"{k}_before": v for k, v in val_before.items()})
-    rec.update(_validation_metrics(st, engine, kappa))
+        return {"refit": False, "loss_before": math.nan, "loss": math.nan,
+                "reason": "interrupted (KeyboardInterrupt) during the refit"}
+    if new is not None:
+        st.W[-1] = new[0]
+        if new[1] is not None:
+            st.b[-1] = new[1]
+    with _CatchInterrupt():  # a Ctrl-C here only leaves the validation scores out
+        rec.update(_validation_metrics(st, engine, kappa))
     return rec
+
+
+def _least_squares_output(st: BCDState, engine: Engine, kappa: float,
+                          rec: Dict[str, Any]) -> Optional[Tuple[Any, Any]]:
+    """The refit output layer ``(W_L, b_L)`` on the backend, or ``None`` to keep the current one; fills
+    ``rec`` (:func:`refit_output_layer`)."""
+    be, dtype = engine.be, st.W[-1].dtype
+    factor = engine.readout_factor(st)
+    if not factor.finite:
+        rec["reason"] = "the deployed network's features are not finite (a diverged run)"
+        return None
+    if factor.n <= factor.width:
+        warnings.warn(f"refit_output: the output layer has {factor.width} inputs (with its bias) and there are "
+                      f"{factor.n} training samples: the least-squares layer fits them exactly", UserWarning,
+                      stacklevel=5)
+    rec["loss_before"] = rec["loss"] = kappa * readout_loss(factor, join(st.W[-1], st.b[-1], be))
+    with np.errstate(over="ignore", invalid="ignore"):
+        coef = solve_readout(factor).astype(dtype).astype(np.float64)  # judged as the network will hold it
+    loss = kappa * readout_loss(factor, coef) if np.isfinite(coef).all() else math.nan
+    if not loss < rec["loss_before"]:
+        rec["reason"] = ("the least-squares output layer overflows the dtype" if math.isnan(loss) else
+                         "no decrease: the output layer is already the least-squares one to the dtype's precision")
+        return None
+    rec.update({f"{k}_before": v for k, v in _validation_metrics(st, engine, kappa).items()})
+    rec.update(refit=True, loss=loss)
+    w, b = split(coef, st.b[-1] is not None)
+    return be.asarray(w, dtype), None if b is None else be.asarray(b, dtype)
 
 
 def _validation_metrics(st: BCDState, engine: Engine, kappa: float) -> Dict[str, float]:

@@ -9,13 +9,20 @@ network's own training loss over the output layer alone,
 
     \min_{W_L,\,b_L}\ \tfrac12\|W_L H + b_L 1^T - Y\|_F^2,
 
-is a linear least-squares problem with the closed form :math:`[W_L\ b_L] = Y\bar H^T(\bar H\bar H^T)^+`,
-:math:`\bar H = [H; 1^T]` (the minimum-norm solution where :math:`\bar H` is rank deficient, e.g. a ReLU unit
-that is 0 on every sample). It is the global minimiser, so the deployed training loss cannot rise. The
-hidden layers, their compressed forms included, are untouched.
+is a linear least-squares problem; its minimum-norm solution is :math:`[W_L\ b_L] = Y\bar H^{+}`,
+:math:`\bar H = [H; 1^T]` (minimum norm where :math:`\bar H` is rank deficient, e.g. a ReLU unit that is 0 on
+every sample). It is the minimiser over the output layer, so the deployed training loss cannot rise. The hidden
+layers, their compressed forms included, are untouched.
 
-Only the sums :math:`G = \bar H\bar H^T` and :math:`R = Y\bar H^T` over samples are needed: they are formed in
-float64 in blocks of samples, and those of disjoint sample shards add up (``nnbcd.dask``).
+It is solved as ``numpy.linalg.lstsq`` solves it, from an orthogonal factorisation, not from the normal
+equations (which square the condition number): the R factor of the N × (w + K) matrix :math:`[\bar H^T\ Y^T]`
+(w = d or d + 1 with the bias row), accumulated over blocks of samples as a tall-skinny QR (TSQR: the R of
+stacked R factors is the R of the stacked rows), which is also how the R factors of disjoint sample shards
+combine (``nnbcd.dask``). With :math:`R = \begin{bmatrix} R_{11} & R_{12}\\ 0 & R_{22}\end{bmatrix}`,
+the loss of any :math:`C = [W_L\ b_L]` is :math:`\tfrac12\|R_{:,:w}C^T - R_{:,w:}\|_F^2` and the
+minimum-norm minimiser is :math:`C^T = R_{11}^{+}R_{12}` (an SVD of the w × w :math:`R_{11}`, singular values
+below ``eps · max(N, w) · σ_max`` dropped, as lstsq's default ``rcond``). Cost: about
+:math:`2N(w+K)^2` flops of QR and one w × w SVD, all in float64.
 
 This is beyond the paper (arXiv 2303.06815): an exact block of the deployed objective, not of Φ.
 """
@@ -28,32 +35,38 @@ import numpy as np
 from ..backend import Backend
 from .objective import forward
 
-#: Samples per block of the float64 Gram products (bounds their memory at 8·d·BLOCK bytes per array).
+#: Samples per block of the QR (bounds its float64 work array at 8·(w + K)·(BLOCK + w + K) bytes).
 BLOCK = 8192
 
 
-class ReadoutSums(NamedTuple):
-    """Sums over samples of the output layer's least-squares problem (float64, on the host).
+class ReadoutFactor(NamedTuple):
+    """The output layer's least-squares problem on some samples, reduced to an R factor (float64, host).
 
     Attributes
     ----------
-    G : ndarray, shape (d + 1, d + 1) or (d, d)
-        :math:`\\bar H\\bar H^T` (``d`` the output layer's input width; the last row/column is the bias's,
-        absent without bias).
-    R : ndarray, shape (K, d + 1) or (K, d)
-        :math:`Y\\bar H^T`.
-    yy : float
-        :math:`\\|Y\\|_F^2`.
+    R : ndarray, shape (m, width + K), m ≤ width + K
+        Upper-triangular (trapezoidal when m < width + K) R factor of :math:`[\\bar H^T\\ Y^T]`.
+    width : int
+        Columns of :math:`\\bar H^T`: the output layer's input width, plus 1 with a bias.
+    n : int
+        Samples reduced.
+    finite : bool
+        Whether every feature was finite (a diverged run's are not; ``R`` is then meaningless).
     """
 
-    G: np.ndarray
     R: np.ndarray
-    yy: float
+    width: int
+    n: int
+    finite: bool
 
 
-def add_readout_sums(a: ReadoutSums, b: ReadoutSums) -> ReadoutSums:
-    """The sums of two disjoint sets of samples as those of their union."""
-    return ReadoutSums(a.G + b.G, a.R + b.R, a.yy + b.yy)
+def combine_readout(a: ReadoutFactor, b: ReadoutFactor) -> ReadoutFactor:
+    """The factor of the union of two disjoint sets of samples (the R of the stacked R factors)."""
+    return ReadoutFactor(_r_factor(np.vstack([a.R, b.R])), a.width, a.n + b.n, a.finite and b.finite)
+
+
+def _r_factor(a: np.ndarray) -> np.ndarray:
+    return np.linalg.qr(a, mode="r")
 
 
 def features(weights: List[Any], biases: List[Optional[Any]], x: Any, be: Backend, conv: Any = None,
@@ -76,8 +89,8 @@ def features(weights: List[Any], biases: List[Optional[Any]], x: Any, be: Backen
     return be.relu(h, out=h)
 
 
-def readout_sums(H: Any, Y: Any, bias: bool, be: Backend) -> ReadoutSums:
-    """:class:`ReadoutSums` of features ``H`` (d × N) and targets ``Y`` (K × N), in float64.
+def readout_factor(H: Any, Y: Any, bias: bool, be: Backend) -> ReadoutFactor:
+    """:class:`ReadoutFactor` of features ``H`` (d × N) and targets ``Y`` (K × N), in float64.
 
     Parameters
     ----------
@@ -86,82 +99,72 @@ def readout_sums(H: Any, Y: Any, bias: bool, be: Backend) -> ReadoutSums:
     bias : bool
         Append the row of ones (the output layer has a bias).
     be : Backend
+        Where ``H``, ``Y`` are; each block is factored on the host.
 
     Returns
     -------
-    ReadoutSums
+    ReadoutFactor
     """
     d, n = H.shape
     width = d + 1 if bias else d
-    G = np.zeros((width, width))
-    R = np.zeros((Y.shape[0], width))
-    yy = 0.0
+    R = np.zeros((0, width + Y.shape[0]))
+    finite = True
     for start in range(0, n, BLOCK):
-        h = be.asarray(H[:, start:start + BLOCK], np.float64)
-        y = be.asarray(Y[:, start:start + BLOCK], np.float64)
+        rows = [be.to_numpy(H[:, start:start + BLOCK]).astype(np.float64)]
         if bias:
-            h = be.xp.concatenate([h, be.xp.ones((1, h.shape[1]), dtype=np.float64)], axis=0)
-        G += be.to_numpy(be.matmul(h, h.T))
-        R += be.to_numpy(be.matmul(y, h.T))
-        yy += float(be.to_numpy((y * y).sum()))
-    return ReadoutSums(G, R, yy)
+            rows.append(np.ones((1, rows[0].shape[1])))
+        block = np.concatenate(rows + [be.to_numpy(Y[:, start:start + BLOCK]).astype(np.float64)], axis=0)
+        if not np.isfinite(block).all():  # QR of NaN / Inf would raise or return garbage
+            finite = False
+            block = np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0)
+        R = _r_factor(np.vstack([R, block.T]))
+    return ReadoutFactor(R, width, n, finite)
 
 
-def solve_readout(sums: ReadoutSums) -> np.ndarray:
-    """The minimum-norm least-squares output layer :math:`[W_L\\ b_L] = R\\,G^+` (float64).
-
-    The Gram matrix is scaled to unit diagonal first (features of very different scales, e.g. a bias row of
-    ones next to activations of size 1e-3, would otherwise lose their small eigenvalues to the cut-off) and
-    inverted on its eigenvectors; eigenvalues of the scaled Gram below ``width · eps · λ_max`` count as 0,
-    i.e. singular values of the scaled features below about :math:`\\sqrt{width\\cdot eps}` (≈ 1e-7) of the
-    largest: forming the Gram squares the condition number, so nearly collinear features are resolved
-    about as well as ``numpy.linalg.lstsq`` would in single precision. The component of the solution in
-    the null space of :math:`G` is then removed, which gives the minimum-norm solution in the original
-    coordinates; rows of :math:`\\bar H` that are 0 on every sample get weight 0.
+def solve_readout(factor: ReadoutFactor) -> np.ndarray:
+    """The minimum-norm least-squares output layer :math:`[W_L\\ b_L] = (R_{11}^+R_{12})^T` (float64).
 
     Parameters
     ----------
-    sums : ReadoutSums
+    factor : ReadoutFactor
 
     Returns
     -------
     ndarray, shape (K, width)
-        ``[W_L, b_L]`` with the bias as the last column when the sums have one; all NaN when the sums are
-        not finite (a diverged run's features).
+        ``[W_L, b_L]`` with the bias as the last column when the factor has one; all NaN when the features
+        were not finite.
     """
-    G, R = sums.G, sums.R
-    coef = np.zeros(R.shape)
-    if not (np.isfinite(G).all() and np.isfinite(R).all()):  # eigh would raise on them
-        return np.full(R.shape, np.nan)
-    live = np.flatnonzero(np.diag(G) > 0)
-    if live.size == 0:
-        return coef
-    scale = 1.0 / np.sqrt(np.diag(G)[live])
-    w, Q = np.linalg.eigh(G[np.ix_(live, live)] * scale[:, None] * scale[None, :])
-    keep = w > live.size * np.finfo(np.float64).eps * max(w[-1], 0.0)
-    c = ((R[:, live] * scale) @ Q[:, keep] / w[keep]) @ Q[:, keep].T * scale
-    if not keep.all():  # null(G) = S·null(scaled G): take its component out, leaving the minimum-norm solution
-        basis = np.linalg.qr(Q[:, ~keep] * scale[:, None])[0]
-        c -= (c @ basis) @ basis.T
-    coef[:, live] = c
+    w = factor.width
+    R11, R12 = factor.R[:, :w], factor.R[:, w:]
+    if not factor.finite:
+        return np.full((R12.shape[1], w), np.nan)
+    coef = np.zeros((R12.shape[1], w))
+    live = np.flatnonzero(R11.any(axis=0))  # a feature 0 on every sample has a zero column: weight exactly 0
+    U, s, Vt = np.linalg.svd(R11[:, live], full_matrices=False)
+    keep = s > np.finfo(np.float64).eps * max(factor.n, w) * (s[0] if s.size else 0.0)
+    coef[:, live] = ((Vt[keep].T / s[keep]) @ (U[:, keep].T @ R12)).T
     return coef
 
 
-def readout_loss(sums: ReadoutSums, coef: np.ndarray) -> float:
-    """:math:`\\tfrac12\\|[W_L\\ b_L]\\bar H - Y\\|_F^2` from the sums (no pass over the samples).
+def readout_loss(factor: ReadoutFactor, coef: np.ndarray) -> float:
+    """:math:`\\tfrac12\\|[W_L\\ b_L]\\bar H - Y\\|_F^2` from the factor (no pass over the samples, no
+    cancellation).
 
     Parameters
     ----------
-    sums : ReadoutSums
+    factor : ReadoutFactor
     coef : ndarray, shape (K, width)
         ``[W_L, b_L]`` (as :func:`solve_readout` returns it).
 
     Returns
     -------
     float
+        NaN when the features were not finite.
     """
-    quad = float(np.einsum("ij,jk,ik->", coef, sums.G, coef))
-    return 0.5 * max(quad - 2.0 * float(np.sum(coef * sums.R)) + sums.yy, 0.0)
+    if not factor.finite:
+        return float("nan")
+    w = factor.width
+    return 0.5 * float(np.sum(np.square(factor.R[:, :w] @ coef.T - factor.R[:, w:])))
 
 
 def split(coef: np.ndarray, bias: bool) -> Tuple[np.ndarray, Optional[np.ndarray]]:

@@ -22,7 +22,7 @@ from ..backend import Backend
 from ..bcd.blocks import WeightStatistics, Workspace
 from ..bcd.loop import Engine, Scored, SweepFailed, deployed_metrics
 from ..bcd.objective import coupling_terms, metrics_from_sums, with_objective
-from ..bcd.readout import ReadoutSums, add_readout_sums
+from ..bcd.readout import ReadoutFactor, combine_readout
 from ..bcd.state import BCDState, Hyper
 from ..bcd.sweep import block_schedule, new_record, timed_update
 from ..result import Status
@@ -225,10 +225,10 @@ class DaskEngine(Engine):
         rec.update(deployed_metrics(st, hp, self.be, [st.deployed(i) for i in range(st.n_layers)], self.validation))
         return rec
 
-    def readout_sums(self, st: BCDState) -> ReadoutSums:
-        """The output layer refit's sums, each shard's (:func:`~nnbcd.dask.shards.shard_readout`) added on the
-        workers; raises :class:`~nnbcd.bcd.loop.SweepFailed` when a shard is lost."""
+    def readout_factor(self, st: BCDState) -> ReadoutFactor:
+        """The output layer refit's factor: each shard's (:func:`~nnbcd.dask.shards.shard_readout`), combined
+        on the workers (TSQR); raises :class:`~nnbcd.bcd.loop.SweepFailed` when a shard is lost."""
         deployed = [self.be.to_numpy(st.deployed(i)) for i in range(st.n_layers)]
-        total = self._reduce(self._submit(shard_readout, self.broadcast(deployed)), add_readout_sums)
-        self.bytes_received += total.G.nbytes + total.R.nbytes
+        total = self._reduce(self._submit(shard_readout, self.broadcast(deployed)), combine_readout)
+        self.bytes_received += total.R.nbytes
         return total

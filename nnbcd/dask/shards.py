@@ -26,7 +26,7 @@ from ..backend import Backend, get_backend
 from ..bcd import checkpoint as ckpt
 from ..bcd.blocks import BLOCK_TABLE, WeightStatistics, Workspace
 from ..bcd.objective import forward, metric_sums, sample_terms
-from ..bcd.readout import ReadoutSums, features, readout_sums
+from ..bcd.readout import ReadoutFactor, features, readout_factor
 from ..bcd.state import BCDState, Hyper
 from ..bcd.sweep import new_record, timed_update
 
@@ -328,28 +328,14 @@ def shard_monitor(shard: Shard, expected: int, weights: Weights, deployed: List[
     return {"terms": terms, "sums": metric_sums(out, st.Y, shard.labels, be)}
 
 
-def shard_readout(shard: Shard, expected: int, weights: Weights, deployed: List[np.ndarray]) -> ReadoutSums:
-    """A shard's sums of the output layer's least-squares refit (:mod:`nnbcd.bcd.readout`) on its samples.
-
-    Parameters
-    ----------
-    shard : Shard
-    expected : int
-        As :func:`shard_round`.
-    weights : dict
-        New ``(W_i, b_i)`` to take first.
-    deployed : list of ndarray
-        The deployed weight of each layer.
-
-    Returns
-    -------
-    ReadoutSums
-    """
+def shard_readout(shard: Shard, expected: int, weights: Weights, deployed: List[np.ndarray]) -> ReadoutFactor:
+    """A shard's samples reduced for the output layer's least-squares refit (:mod:`nnbcd.bcd.readout`); the
+    arguments as :func:`shard_monitor`'s."""
     _check_round(shard, expected)
     st, be = shard.st, shard.be
     _apply(shard, weights)
     H = features([be.asarray(w, st.X.dtype) for w in deployed], st.b, st.X, be, st.conv, st.patches)
-    return readout_sums(H, st.Y, st.b[-1] is not None, be)
+    return readout_factor(H, st.Y, st.b[-1] is not None, be)
 
 
 def add_sums(a: Dict[str, Any], b: Dict[str, Any]) -> Dict[str, Any]:

@@ -244,6 +244,17 @@ def _check_fit(model: NNBCD, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_
         log.disabled = disabled
 
 
+def _check_same_data(config: Mapping[str, Any], stored: Mapping[str, Any]) -> None:
+    """A resumed run reads the data its checkpoint was trained on: ``config``'s ``[data]`` table must be the
+    stored preset's (else the checkpoint's data fingerprint would refuse it later, without saying why)."""
+    now, before = dict(config.get("data", {})), dict(stored.get("data", {}))
+    changed = sorted(k for k in set(now) | set(before) if now.get(k) != before.get(k))
+    if changed:
+        show = (lambda table, k: repr(table[k]) if k in table else "not set")  # TOML has no null
+        detail = "; ".join(f"data.{k}: checkpoint {show(before, k)}, now {show(now, k)}" for k in changed)
+        raise ValueError(f"--resume: a resumed run trains on the checkpointed run's data, but [data] differs ({detail})")
+
+
 def _convergence(model: NNBCD) -> Dict[str, Any]:
     """The summary's ``sufficient_decrease`` and ``rate_slope`` of a fitted model.
 
@@ -309,14 +320,16 @@ def run(config: Mapping[str, Any], out_dir: "str | Path", *, quiet: bool = False
         from ``constant_from`` on; only for runs whose every block is an exact minimisation — uncompressed,
         or compressed with exact blocks only) and ``rate_slope`` (fitted from ``constant_from`` on), each
         ``None`` when not checked, with the reason in ``not_checked`` (e.g. no monitored sweeps after
-        ``constant_from``); and the final ``cr_1``, ``cr_2``, ``cr_honest``, ``true_sparsity`` when
-        compressed.
+        ``constant_from``); ``output_refit`` with ``[model] refit_output = true`` (the losses and validation
+        accuracy before and after it: ``test_acc`` is the refit network's); and the final ``cr_1``, ``cr_2``,
+        ``cr_honest``, ``true_sparsity`` when compressed.
 
     Raises
     ------
     ValueError
         From :func:`check`, the data loader or the estimator; with ``resume``, a checkpoint written with
-        other parameters or data. Raised before the earlier run's files are touched.
+        other parameters or data, or a ``[data]`` table other than the stored preset's (named by key, before
+        the data are loaded). Raised before the earlier run's files are touched.
     OSError
         ``out_dir`` cannot be written to.
     FileNotFoundError
@@ -324,6 +337,8 @@ def run(config: Mapping[str, Any], out_dir: "str | Path", *, quiet: bool = False
     """
     preset = check(config)
     out = ensure_out_dir(out_dir)
+    if resume:
+        _check_same_data(config, load_resolved(out))
     model = make_estimator(preset, quiet=quiet, out_dir=out)
     model._checked_params()  # a mistyped value is refused before the data are loaded
     Xtr, ytr, Xte, yte = load_data(preset.data)
@@ -353,7 +368,8 @@ def run(config: Mapping[str, Any], out_dir: "str | Path", *, quiet: bool = False
     }
     summary.update(_convergence(model))
     if res.output_refit is not None:  # test_acc is the refit network's; say what the sweeps alone gave
-        summary["output_refit"] = {k: round(v, 4) if isinstance(v, float) else v for k, v in res.output_refit.items()}
+        summary["output_refit"] = {k: (round(v, 4) if math.isfinite(v) else None) if isinstance(v, float) else v
+                                   for k, v in res.output_refit.items()}  # NaN and Inf are not JSON
     for key in ("cr_1", "cr_2", "cr_honest", "true_sparsity"):
         if key in h:
             summary[key] = float(h[key][-1])
