@@ -4,7 +4,7 @@ normal equations, time and accuracy.
     python benchmarks/bench_readout.py [--repeats 3] [--out benchmarks/results/bench_readout.json]
 
 Each problem is min ½‖C H̄ − Y‖² with H̄ = [H; 1ᵀ] (ReLU features H of a random layer, a few units dead, one-hot
-Y), float64, at the sizes the refit meets: digits (N = 1347, d = 256), HAR (N = 7352, d = 1024) and the
+Y), float64, at the sizes the refit meets: digits (N = 1347, d = 256), HAR (N = 7352, d = 512) and the
 MNIST-5k CNN preset (N = 20,000, d = 1024). Three solvers of the same problem:
 
 * ``ours``: :func:`nnbcd.bcd.readout.readout_factor` (blocked TSQR of [H̄ᵀ Yᵀ], the form that also runs
@@ -27,7 +27,7 @@ from _timing import median_time, write_result
 from nnbcd.backend import get_backend
 from nnbcd.bcd.readout import readout_factor, readout_loss, solve_readout
 
-SIZES = {"digits": (1347, 256), "har": (7352, 1024), "mnist5k_cnn": (20000, 1024)}
+SIZES = {"digits": (1347, 256), "har": (7352, 512), "mnist5k_cnn": (20000, 1024)}
 K = 10
 
 

@@ -180,7 +180,7 @@ def test_factor_is_an_r_factor_of_the_samples(backend, bias):
 
 
 @pytest.mark.parametrize("bias", [False, True], ids=["nobias", "bias"])
-@pytest.mark.parametrize("case", ["random", "zero-row", "duplicate-rows", "small-rows", "float32"])
+@pytest.mark.parametrize("case", ["random", "zero-row", "duplicate-rows", "small-rows", "wide", "float32"])
 def test_solve_readout_is_lstsq(bias, case):
     H, Yk = _random(d=6, n=50)
     if case == "zero-row":  # a dead ReLU unit: weight 0 in the minimum-norm solution
@@ -195,8 +195,8 @@ def test_solve_readout_is_lstsq(bias, case):
     elif case == "float32":  # float32 features are summed in float64
         H, Yk = H.astype(np.float32), Yk.astype(np.float32)
     be = get_backend("numpy")
-    sums = ro.readout_factor(H, Yk, bias, be)
-    coef = ro.solve_readout(sums)
+    factor = ro.readout_factor(H, Yk, bias, be)
+    coef = ro.solve_readout(factor)
     A = _bar(H.astype(np.float64), bias)
     ref = np.linalg.lstsq(A.T, Yk.astype(np.float64).T, rcond=None)[0].T
     assert coef.dtype == np.float64 and coef.shape == ref.shape
@@ -222,13 +222,13 @@ def _rank_deficient(case):
 def test_rank_deficient_features_fit_lstsqs_values(case, bias):
     """Any least-squares solution gives lstsq's fitted values and loss (the wide one interpolates)."""
     H, Yk = _rank_deficient(case)
-    sums = ro.readout_factor(H, Yk, bias, get_backend("numpy"))
-    coef = ro.solve_readout(sums)
+    factor = ro.readout_factor(H, Yk, bias, get_backend("numpy"))
+    coef = ro.solve_readout(factor)
     A = _bar(H, bias)
     ref = np.linalg.lstsq(A.T, Yk.T, rcond=None)[0].T
     np.testing.assert_allclose(coef @ A, ref @ A, rtol=0, atol=1e-10 * np.abs(ref @ A).max())
     want = 0.5 * np.sum((ref @ A - Yk) ** 2)
-    assert abs(ro.readout_loss(sums, coef) - want) <= 1e-12 * max(want, float(np.sum(Yk ** 2)))
+    assert abs(ro.readout_loss(factor, coef) - want) <= 1e-12 * max(want, float(np.sum(Yk ** 2)))
 
 
 @pytest.mark.parametrize("case", ["scaled-duplicate", "wide"])
@@ -243,11 +243,11 @@ def test_rank_deficient_features_minimum_norm(case):
 @pytest.mark.parametrize("bias", [False, True], ids=["nobias", "bias"])
 def test_readout_loss_is_the_direct_loss(bias):
     H, Yk = _random()
-    sums = ro.readout_factor(H, Yk, bias, get_backend("numpy"))
+    factor = ro.readout_factor(H, Yk, bias, get_backend("numpy"))
     A = _bar(H, bias)
     for coef in (np.random.default_rng(1).standard_normal((3, A.shape[0])), np.zeros((3, A.shape[0])),
-                 ro.solve_readout(sums)):
-        assert ro.readout_loss(sums, coef) == pytest.approx(0.5 * np.sum((coef @ A - Yk) ** 2), rel=1e-12)
+                 ro.solve_readout(factor)):
+        assert ro.readout_loss(factor, coef) == pytest.approx(0.5 * np.sum((coef @ A - Yk) ** 2), rel=1e-12)
 
 
 @pytest.mark.parametrize("bias", [False, True], ids=["nobias", "bias"])
@@ -394,7 +394,7 @@ def test_a_second_refit_does_not_refit(monkeypatch):
     assert "val_loss_before" not in second and second["val_acc"] == first["val_acc"] == model.score(XV, YV)
 
 
-def test_interrupted_sums_keep_the_output_layer(monkeypatch):
+def test_an_interrupted_reduction_keeps_the_output_layer(monkeypatch):
     def interrupted(self, st):
         raise KeyboardInterrupt
 
@@ -404,7 +404,7 @@ def test_interrupted_sums_keep_the_output_layer(monkeypatch):
     rec = model.result_.output_refit
     assert rec["refit"] is False and "KeyboardInterrupt" in rec["reason"]
     assert np.isnan(rec["loss_before"]) and np.isnan(rec["loss"]) and "val_acc" not in rec
-    assert model.result_.status == plain.result_.status
+    assert model.result_.status == 4 and rec["interrupted"] is True  # the Ctrl-C is the run's status
     for a, b in zip(model.coefs_ + model.intercepts_, plain.coefs_ + plain.intercepts_):
         assert np.array_equal(a, b)
 
@@ -460,7 +460,7 @@ def test_a_ctrl_c_anywhere_in_the_refit_keeps_the_fit(monkeypatch, where):
     for a, b in zip(model.coefs_ + model.intercepts_, want.coefs_ + want.intercepts_):
         assert np.array_equal(a, b)
     if where == "solve":
-        assert rec["refit"] is False and "KeyboardInterrupt" in rec["reason"]
+        assert rec["refit"] is False and "KeyboardInterrupt" in rec["reason"] and model.result_.status == 4
     else:
         assert rec["refit"] is True and "val_acc" not in rec and "val_acc_before" in rec
 
@@ -476,16 +476,43 @@ def test_nearly_collinear_features_are_resolved_as_lstsq_resolves_them():
     assert ro.readout_loss(f, ro.solve_readout(f)) == pytest.approx(0.5 * np.sum((ref @ A - Yk) ** 2), rel=1e-9)
 
 
+def test_float32_features_are_cut_off_at_float32_precision():
+    """A float32 run's features carry ~7 digits: a unit equal to another up to 1e-6 (a few float32 ulps) is
+    the same unit, as lstsq with float32's rcond says; with float64's it would be fitted, to weights ~1e5
+    that amplify the rounding of every other feature."""
+    H, Yk = _random(d=6, n=200)
+    H = np.vstack([H, H[:1] + 1e-6 * np.random.default_rng(6).standard_normal((1, 200))]).astype(np.float32)
+    f = ro.readout_factor(H, Yk, True, get_backend("numpy"))
+    A = _bar(H.astype(np.float64), True)
+    ref32 = np.linalg.lstsq(A.T, Yk.T, rcond=np.finfo(np.float32).eps * max(A.shape))[0].T
+    ref64 = np.linalg.lstsq(A.T, Yk.T, rcond=None)[0].T
+    assert np.abs(ref64).max() > 1e3 * np.abs(ref32).max()  # the two cut-offs differ on this H
+    np.testing.assert_allclose(ro.solve_readout(f), ref32, rtol=1e-8, atol=1e-10)
+
+
+def test_a_float32_run_does_not_fit_its_rounding():
+    """A float32 TT network whose last hidden features are nearly rank deficient: with float64's cut-off the
+    refit fitted directions below float32's rounding (output weights ~4e6, validation loss ~3e8); with the
+    features' own epsilon it stays a sane layer that lowers the training loss."""
+    model = NNBCD((32, 32), max_iter=3, random_state=0, backend="numpy", bias=True, dtype="float32",
+                  compress={1: TT(rank=3, block="cores")}, refit_output=True).fit(
+        X.astype(np.float32), Y, X_val=XV.astype(np.float32), y_val=YV)
+    rec = model.result_.output_refit
+    assert rec["refit"] is True and rec["loss"] < rec["loss_before"]
+    assert np.abs(model.coefs_[-1]).max() < 1e4 and rec["val_loss"] < 2 * rec["val_loss_before"]
+
+
 def test_as_many_inputs_as_samples_warns():
-    with pytest.warns(UserWarning, match="refit_output: the output layer has 33 inputs .* 30 training samples"):
+    with pytest.warns(UserWarning, match="refit_output: the least-squares output layer fits the 30 training samples "
+                                         "exactly \\(it has 33 inputs\\)"):
         model = _fit(True, X_=X[:30], y_=Y[:30], bias=True, val=False)
     assert model.result_.output_refit["refit"] is True
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_a_diverged_run_keeps_the_output_layer():
-    """Weights of 1e200 (finite; the run ends with status 2): the features overflow, the Gram sums are not
-    finite, and the refit must be declined rather than crash the fit."""
+    """Weights of 1e200 (finite; the run ends with status 2): the features overflow (not
+    finite), and the refit must be declined rather than crash the fit."""
     kw = dict(hidden_layer_sizes=(8, 8), max_iter=3, init_scale=1e200, val=False)
     plain = _fit(False, X_=X[:60], y_=Y[:60], **kw)
     assert plain.result_.status == 2
@@ -630,7 +657,7 @@ def test_dask_refit_equals_nnbcd(client, kw):
     a = NNBCD(**params).fit(X, Y, X_val=XV, y_val=YV)
     b = DaskNNBCD(client=client, n_shards=3, **params).fit(X, Y, X_val=XV, y_val=YV)
     assert b.result_.output_refit["refit"] is True and a.result_.output_refit["refit"] is True
-    for wa, wb in zip(a.coefs_, b.coefs_):  # the shards' sums add in another order
+    for wa, wb in zip(a.coefs_, b.coefs_):  # the shards' factors combine in another order
         assert np.abs(wa - wb).max() <= 1e-9 * np.abs(wa).max()
     for ba, bb in zip(a.intercepts_, b.intercepts_):
         assert (ba is None) == (bb is None)

@@ -115,8 +115,8 @@ class NNBCD(ClassifierMixin, BaseEstimator):
         continues the sweeps from there, ``warm_start`` from the refit layer) are unchanged, and so are
         ``result_.fun`` and the history (the sweeps' records: ``history["acc"]`` is the network before the refit,
         :meth:`score` the one after) and ``state_``'s ``U``, ``V``; ``result_.output_refit`` records the training
-        loss and the validation metrics before and after. With at least as many output-layer inputs (plus
-        the bias) as samples the layer interpolates the training targets (``UserWarning``). The output layer
+        loss and the validation metrics before and after. When the layer fits the training targets exactly (as
+        many independent output-layer inputs as samples) ``fit`` warns (``UserWarning``): it overfits. The output layer
         must not be compressed. Default False (the paper's algorithm).
     compress : mapping {int: Compression}, optional
         Compression spec per layer, keyed by layer ``0..L-1``. One spec object shared by several layers

@@ -350,6 +350,8 @@ def run(st: BCDState, hp: Hyper, engine: Engine, *, max_iter: int, tol: Optional
         status, nit = Status.INTERRUPTED, history.n_iter
         _restore(st, complete)
     refit = refit_output_layer(st, engine, hp.kappa) if refit_output else None
+    if refit is not None and refit.get("interrupted"):  # Ctrl-C during the refit: the run was interrupted too
+        status = Status.INTERRUPTED
     return SolveResult.finished(status, **dict(_fields(st, history, nit, fun, total, settled), output_refit=refit))
 
 
@@ -374,15 +376,16 @@ def refit_output_layer(st: BCDState, engine: Engine, kappa: float) -> Dict[str, 
         training loss before and after (equal when not replaced; NaN when not known: a lost shard, an
         interruption, non-finite features); with validation data ``val_loss``, ``val_acc`` of the network
         returned and, when replaced, ``val_loss_before``, ``val_acc_before``; and ``reason`` when not
-        replaced: a lost shard or a Ctrl-C during the refit (the run's work is kept), non-finite features
-        (a diverged run), or no decrease (the output layer was already the least-squares one to the dtype's
-        precision).
+        replaced: a lost shard, non-finite features (a diverged run), no decrease (the output layer was
+        already the least-squares one to the dtype's precision), or a Ctrl-C during the refit, which also
+        sets ``interrupted`` (True: the run's status becomes INTERRUPTED, the sweeps' work is kept) and
+        leaves the validation scores out.
 
     Warns
     -----
     UserWarning
-        When the output layer has at least as many inputs (with the bias) as there are training samples:
-        the least-squares layer then fits the training targets exactly.
+        When the least-squares layer fits the training targets exactly (loss ≈ 0: as many independent
+        output-layer inputs as samples), which overfits.
     """
     rec: Dict[str, Any] = {"refit": False, "loss_before": math.nan, "loss": math.nan}
     new = None
@@ -392,7 +395,7 @@ def refit_output_layer(st: BCDState, engine: Engine, kappa: float) -> Dict[str, 
         except SweepFailed as exc:
             rec["reason"] = f"the training data could not be read: {exc}"
     if interrupt.caught:
-        return {"refit": False, "loss_before": math.nan, "loss": math.nan,
+        return {"refit": False, "loss_before": math.nan, "loss": math.nan, "interrupted": True,
                 "reason": "interrupted (KeyboardInterrupt) during the refit"}
     if new is not None:
         st.W[-1] = new[0]
@@ -412,14 +415,13 @@ def _least_squares_output(st: BCDState, engine: Engine, kappa: float,
     if not factor.finite:
         rec["reason"] = "the deployed network's features are not finite (a diverged run)"
         return None
-    if factor.n <= factor.width:
-        warnings.warn(f"refit_output: the output layer has {factor.width} inputs (with its bias) and there are "
-                      f"{factor.n} training samples: the least-squares layer fits them exactly", UserWarning,
-                      stacklevel=5)
     rec["loss_before"] = rec["loss"] = kappa * readout_loss(factor, join(st.W[-1], st.b[-1], be))
     with np.errstate(over="ignore", invalid="ignore"):
         coef = solve_readout(factor).astype(dtype).astype(np.float64)  # judged as the network will hold it
     loss = kappa * readout_loss(factor, coef) if np.isfinite(coef).all() else math.nan
+    if loss <= factor.eps * kappa * readout_loss(factor, np.zeros_like(coef)):  # ≈ 0 against ½‖Y‖²
+        warnings.warn(f"refit_output: the least-squares output layer fits the {factor.n} training samples exactly "
+                      f"(it has {factor.width} inputs): expect it to overfit", UserWarning, stacklevel=5)
     if not loss < rec["loss_before"]:
         rec["reason"] = ("the least-squares output layer overflows the dtype" if math.isnan(loss) else
                          "no decrease: the output layer is already the least-squares one to the dtype's precision")

@@ -21,7 +21,8 @@ stacked R factors is the R of the stacked rows), which is also how the R factors
 combine (``nnbcd.dask``). With :math:`R = \begin{bmatrix} R_{11} & R_{12}\\ 0 & R_{22}\end{bmatrix}`,
 the loss of any :math:`C = [W_L\ b_L]` is :math:`\tfrac12\|R_{:,:w}C^T - R_{:,w:}\|_F^2` and the
 minimum-norm minimiser is :math:`C^T = R_{11}^{+}R_{12}` (an SVD of the w × w :math:`R_{11}`, singular values
-below ``eps · max(N, w) · σ_max`` dropped, as lstsq's default ``rcond``). Cost: about
+below ``eps · sqrt(max(N, w)) · σ_max`` of the column-scaled :math:`R_{11}` dropped, eps the features' machine
+epsilon, float32's for a float32 run, whose features carry no more digits: :func:`solve_readout`). Cost: about
 :math:`2N(w+K)^2` flops of QR and one w × w SVD, all in float64.
 
 This is beyond the paper (arXiv 2303.06815): an exact block of the deployed objective, not of Φ.
@@ -52,17 +53,22 @@ class ReadoutFactor(NamedTuple):
         Samples reduced.
     finite : bool
         Whether every feature was finite (a diverged run's are not; ``R`` is then meaningless).
+    eps : float
+        Machine epsilon of the features' dtype (float32 features are known to about 1e-7 only: the solve's
+        cut-off uses it, as lstsq would on them).
     """
 
     R: np.ndarray
     width: int
     n: int
     finite: bool
+    eps: float = float(np.finfo(np.float64).eps)
 
 
 def combine_readout(a: ReadoutFactor, b: ReadoutFactor) -> ReadoutFactor:
     """The factor of the union of two disjoint sets of samples (the R of the stacked R factors)."""
-    return ReadoutFactor(_r_factor(np.vstack([a.R, b.R])), a.width, a.n + b.n, a.finite and b.finite)
+    return ReadoutFactor(_r_factor(np.vstack([a.R, b.R])), a.width, a.n + b.n, a.finite and b.finite,
+                         max(a.eps, b.eps))
 
 
 def _r_factor(a: np.ndarray) -> np.ndarray:
@@ -118,11 +124,22 @@ def readout_factor(H: Any, Y: Any, bias: bool, be: Backend) -> ReadoutFactor:
             finite = False
             block = np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0)
         R = _r_factor(np.vstack([R, block.T]))
-    return ReadoutFactor(R, width, n, finite)
+    eps = np.finfo(H.dtype if np.issubdtype(H.dtype, np.floating) else np.float64).eps
+    return ReadoutFactor(R, width, n, finite, float(eps))
 
 
 def solve_readout(factor: ReadoutFactor) -> np.ndarray:
     """The minimum-norm least-squares output layer :math:`[W_L\\ b_L] = (R_{11}^+R_{12})^T` (float64).
+
+    The pseudo-inverse is taken on :math:`R_{11}D`, its columns scaled to unit norm (D diagonal: features of
+    size 1e-3 next to the bias's row of ones keep their directions), by an SVD whose singular values below
+    ``eps · sqrt(max(N, w)) · σ_max`` count as 0, eps the features' machine epsilon: below the size of their
+    rounding errors, which for float32 features is where a direction stops being information (fitting it
+    gives weights that amplify every feature's rounding). ``numpy.linalg.lstsq``'s default cut-off,
+    ``eps · max(N, w)`` on the unscaled matrix, is a worst-case bound that at float32 and N = 20,000 drops
+    real directions (docs/nnbcd.md). The component of :math:`D R_{11,D}^+ R_{12}` in the null space of
+    :math:`R_{11}` is then removed: the minimum-norm solution in the original coordinates. Features that are
+    0 on every sample (dead units: a zero column of :math:`R_{11}`) get weight exactly 0.
 
     Parameters
     ----------
@@ -139,11 +156,27 @@ def solve_readout(factor: ReadoutFactor) -> np.ndarray:
     if not factor.finite:
         return np.full((R12.shape[1], w), np.nan)
     coef = np.zeros((R12.shape[1], w))
-    live = np.flatnonzero(R11.any(axis=0))  # a feature 0 on every sample has a zero column: weight exactly 0
-    U, s, Vt = np.linalg.svd(R11[:, live], full_matrices=False)
-    keep = s > np.finfo(np.float64).eps * max(factor.n, w) * (s[0] if s.size else 0.0)
-    coef[:, live] = ((Vt[keep].T / s[keep]) @ (U[:, keep].T @ R12)).T
+    norms = np.sqrt(np.sum(np.square(R11), axis=0))
+    live = np.flatnonzero(norms > 0)
+    if live.size == 0:
+        return coef
+    scale = 1.0 / norms[live]
+    U, s, Vt = np.linalg.svd(R11[:, live] * scale, full_matrices=False)
+    keep = s > factor.eps * np.sqrt(max(factor.n, w)) * s[0]
+    c = scale[:, None] * ((Vt[keep].T / s[keep]) @ (U[:, keep].T @ R12))
+    null = np.vstack([Vt[~keep]] + ([_complement(Vt)] if Vt.shape[0] < live.size else []))  # with a wide R11's
+    if null.shape[0]:  # null(R11) = D·null(R11 D): take that component out
+        basis = np.linalg.qr(null.T * scale[:, None])[0]
+        c -= basis @ (basis.T @ c)
+    coef[:, live] = c.T
     return coef
+
+
+def _complement(Vt: np.ndarray) -> np.ndarray:
+    """Orthonormal rows spanning the orthogonal complement of ``Vt``'s rows (an SVD of a wide matrix returns
+    fewer right singular vectors than columns)."""
+    q = np.linalg.qr(Vt.T, mode="complete")[0]
+    return q[:, Vt.shape[0]:].T
 
 
 def readout_loss(factor: ReadoutFactor, coef: np.ndarray) -> float:

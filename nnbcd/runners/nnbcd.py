@@ -244,15 +244,18 @@ def _check_fit(model: NNBCD, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_
         log.disabled = disabled
 
 
-def _check_same_data(config: Mapping[str, Any], stored: Mapping[str, Any]) -> None:
-    """A resumed run reads the data its checkpoint was trained on: ``config``'s ``[data]`` table must be the
-    stored preset's (else the checkpoint's data fingerprint would refuse it later, without saying why)."""
+def _with_data_changes(exc: ValueError, config: Mapping[str, Any], stored: Mapping[str, Any]) -> ValueError:
+    """``exc`` (a refused resume), naming the ``[data]`` keys that differ from the stored preset's when the
+    checkpoint refused the data: the fingerprint says that the data differ, the tables say which setting
+    made them differ. (The tables are not compared otherwise: a moved ``path`` or a default written out
+    reads the same data.)"""
     now, before = dict(config.get("data", {})), dict(stored.get("data", {}))
     changed = sorted(k for k in set(now) | set(before) if now.get(k) != before.get(k))
-    if changed:
-        show = (lambda table, k: repr(table[k]) if k in table else "not set")  # TOML has no null
-        detail = "; ".join(f"data.{k}: checkpoint {show(before, k)}, now {show(now, k)}" for k in changed)
-        raise ValueError(f"--resume: a resumed run trains on the checkpointed run's data, but [data] differs ({detail})")
+    if "other data" not in str(exc) or not changed:
+        return exc
+    show = (lambda table, k: repr(table[k]) if k in table else "not set")  # TOML has no null
+    detail = "; ".join(f"data.{k}: checkpoint {show(before, k)}, now {show(now, k)}" for k in changed)
+    return ValueError(f"{exc}; the [data] table differs from the checkpointed run's: {detail}")
 
 
 def _convergence(model: NNBCD) -> Dict[str, Any]:
@@ -328,8 +331,8 @@ def run(config: Mapping[str, Any], out_dir: "str | Path", *, quiet: bool = False
     ------
     ValueError
         From :func:`check`, the data loader or the estimator; with ``resume``, a checkpoint written with
-        other parameters or data, or a ``[data]`` table other than the stored preset's (named by key, before
-        the data are loaded). Raised before the earlier run's files are touched.
+        other parameters or data (naming the ``[data]`` keys that differ from the stored preset's). Raised
+        before the earlier run's files are touched.
     OSError
         ``out_dir`` cannot be written to.
     FileNotFoundError
@@ -337,13 +340,14 @@ def run(config: Mapping[str, Any], out_dir: "str | Path", *, quiet: bool = False
     """
     preset = check(config)
     out = ensure_out_dir(out_dir)
-    if resume:
-        _check_same_data(config, load_resolved(out))
     model = make_estimator(preset, quiet=quiet, out_dir=out)
     model._checked_params()  # a mistyped value is refused before the data are loaded
     Xtr, ytr, Xte, yte = load_data(preset.data)
     # everything fit would refuse is refused before the earlier run's files are touched
-    _check_fit(model, Xtr, ytr, Xte, yte, out if resume else None)
+    try:
+        _check_fit(model, Xtr, ytr, Xte, yte, out if resume else None)
+    except ValueError as exc:
+        raise _with_data_changes(exc, config, load_resolved(out)) if resume else exc from None
     ensure_out_dir(out_dir, stale=OUTPUTS + (() if resume else (ckpt.FILENAME,)))
     if not resume:
         write_json(out / PRESET_FILE, dict(config))
