@@ -259,7 +259,8 @@ def run(st: BCDState, hp: Hyper, engine: Engine, *, max_iter: int, tol: Optional
         before ``callback``: ``st`` and ``progress`` are then exactly what resuming needs.
     refit_output : bool
         After the last sweep, whatever the status, replace the output layer by the least-squares fit on the
-        deployed features (:func:`refit_output_layer`); checkpoints hold the iterate before it.
+        deployed features (:func:`refit_output_layer`); checkpoints hold the iterate before it. A Ctrl-C
+        during the refit keeps the output layer and ends the run as :attr:`~nnbcd.result.Status.INTERRUPTED`.
 
     Returns
     -------
