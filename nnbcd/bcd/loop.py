@@ -21,7 +21,7 @@ from ..result import History, SolveResult, Status
 from .blocks import REPORTED_KINDS, Workspace
 from .checkpoint import Progress
 from .objective import forward, net_metrics, objective_terms
-from .readout import ReadoutFactor, features, join, readout_factor, readout_loss, solve_readout, split
+from .readout import ReadoutFactor, join, readout_loss, solve_readout, split, training_factor
 from .state import BCDState, Hyper, Schedules, last_change
 from .sweep import sweep
 
@@ -97,9 +97,7 @@ class Engine:
     def readout_factor(self, st: BCDState) -> ReadoutFactor:
         """The training samples reduced for the output layer's least-squares refit (:mod:`nnbcd.bcd.readout`),
         with the deployed hidden layers. May raise :class:`SweepFailed`."""
-        deployed = [st.deployed(i) for i in range(st.n_layers)]
-        H = features(deployed, st.b, st.X, self.be, st.conv, st.patches)
-        return readout_factor(H, st.Y, st.b[-1] is not None, self.be)
+        return training_factor(st, [st.deployed(i) for i in range(st.n_layers)], self.be)
 
 
 def monitor(st: BCDState, hp: Hyper, be: Backend, ws: Workspace, labels: Any,
@@ -154,12 +152,18 @@ def deployed_metrics(st: BCDState, hp: Hyper, be: Backend, deployed: List[Any],
     """
     rec: Dict[str, float] = {}
     if validation is not None:
-        kappa = 1.0 if hp.kappa == 1.0 else 1.0 / validation.x.shape[1]
-        out = forward(deployed, st.b, validation.x, be, st.conv, validation.patches)
-        rec.update({f"val_{k}": v for k, v in net_metrics(out, validation.y, validation.labels, kappa, be).items()})
+        rec.update({f"val_{k}": v for k, v in _scored(st, hp.kappa, be, deployed, validation).items()})
     if st.Wt:
         rec.update(compression_metrics(st, be, deployed))
     return rec
+
+
+def _scored(st: BCDState, kappa: float, be: Backend, deployed: List[Any], validation: Scored) -> Dict[str, float]:
+    """:func:`~nnbcd.bcd.objective.net_metrics` of the deployed weights on ``validation``, the loss weighted as
+    the training loss (κ = 1: a sum; else a mean over the validation samples)."""
+    kappa = 1.0 if kappa == 1.0 else 1.0 / validation.x.shape[1]
+    out = forward(deployed, st.b, validation.x, be, st.conv, validation.patches)
+    return net_metrics(out, validation.y, validation.labels, kappa, be)
 
 
 def compression_metrics(st: BCDState, be: Backend, deployed: List[Any]) -> Dict[str, float]:
@@ -435,13 +439,9 @@ def _least_squares_output(st: BCDState, engine: Engine, kappa: float,
 
 def _validation_metrics(st: BCDState, engine: Engine, kappa: float) -> Dict[str, float]:
     """``val_loss`` and ``val_acc`` of the deployed network on the engine's validation data (none without)."""
-    validation = engine.validation
-    if validation is None:
+    if engine.validation is None:
         return {}
-    kappa = 1.0 if kappa == 1.0 else 1.0 / validation.x.shape[1]
-    out = forward([st.deployed(i) for i in range(st.n_layers)], st.b, validation.x, engine.be, st.conv,
-                  validation.patches)
-    metrics = net_metrics(out, validation.y, validation.labels, kappa, engine.be)
+    metrics = _scored(st, kappa, engine.be, [st.deployed(i) for i in range(st.n_layers)], engine.validation)
     return {"val_loss": metrics["loss"], "val_acc": metrics["acc"]}
 
 

@@ -54,8 +54,8 @@ class ReadoutFactor(NamedTuple):
     finite : bool
         Whether every feature was finite (a diverged run's are not; ``R`` is then meaningless).
     eps : float
-        Machine epsilon of the features' dtype (float32 features are known to about 1e-7 only: the solve's
-        cut-off uses it, as lstsq would on them).
+        Machine epsilon of the features' dtype (float32 features are known to about 1e-7 only): the scale of
+        :func:`solve_readout`'s cut-off.
     """
 
     R: np.ndarray
@@ -126,6 +126,13 @@ def readout_factor(H: Any, Y: Any, bias: bool, be: Backend) -> ReadoutFactor:
         R = _r_factor(np.vstack([R, block.T]))
     eps = np.finfo(H.dtype if np.issubdtype(H.dtype, np.floating) else np.float64).eps
     return ReadoutFactor(R, width, n, finite, float(eps))
+
+
+def training_factor(st: Any, deployed: List[Any], be: Backend) -> ReadoutFactor:
+    """:func:`readout_factor` of a solver state's training samples (``st.X``, ``st.Y``: the whole data, or one
+    Dask shard's) with the deployed weights ``deployed`` (every layer's, on ``be``)."""
+    H = features(deployed, st.b, st.X, be, st.conv, st.patches)
+    return readout_factor(H, st.Y, st.b[-1] is not None, be)
 
 
 def solve_readout(factor: ReadoutFactor) -> np.ndarray:

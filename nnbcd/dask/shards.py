@@ -26,7 +26,7 @@ from ..backend import Backend, get_backend
 from ..bcd import checkpoint as ckpt
 from ..bcd.blocks import BLOCK_TABLE, WeightStatistics, Workspace
 from ..bcd.objective import forward, metric_sums, sample_terms
-from ..bcd.readout import ReadoutFactor, features, readout_factor
+from ..bcd.readout import ReadoutFactor, training_factor
 from ..bcd.state import BCDState, Hyper
 from ..bcd.sweep import new_record, timed_update
 
@@ -334,8 +334,7 @@ def shard_readout(shard: Shard, expected: int, weights: Weights, deployed: List[
     _check_round(shard, expected)
     st, be = shard.st, shard.be
     _apply(shard, weights)
-    H = features([be.asarray(w, st.X.dtype) for w in deployed], st.b, st.X, be, st.conv, st.patches)
-    return readout_factor(H, st.Y, st.b[-1] is not None, be)
+    return training_factor(st, [be.asarray(w, st.X.dtype) for w in deployed], be)
 
 
 def add_sums(a: Dict[str, Any], b: Dict[str, Any]) -> Dict[str, Any]:
